@@ -4,3 +4,6 @@
 //! anomaly Jepsen's Kafka workload knows. It only observes xo from outside,
 //! through the client and the processes' signals; it never reaches into a
 //! server's state.
+
+pub mod checker;
+pub mod history;
