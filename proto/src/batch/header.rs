@@ -272,6 +272,32 @@ impl BatchHeader {
     pub fn is_idempotent(&self) -> bool {
         !self.producer_id.is_none()
     }
+
+    /// Writes every field into the first 61 bytes of `buf`, the inverse of
+    /// [`BatchHeader::parse`]. The CRC is written as given; a batch builder
+    /// calls [`store_crc`] once the records are in place.
+    pub(crate) fn write(&self, buf: &mut [u8]) {
+        assert!(buf.len() >= HEADER_LEN, "no room for a batch header");
+        buf[BASE_OFFSET_AT..BASE_OFFSET_AT + 8].copy_from_slice(&self.base_offset.0.to_be_bytes());
+        buf[BATCH_LENGTH_AT..BATCH_LENGTH_AT + 4].copy_from_slice(&self.batch_length.to_be_bytes());
+        buf[PARTITION_LEADER_EPOCH_AT..PARTITION_LEADER_EPOCH_AT + 4]
+            .copy_from_slice(&self.partition_leader_epoch.to_be_bytes());
+        buf[MAGIC_AT] = self.magic as u8;
+        buf[CRC_AT..CRC_AT + 4].copy_from_slice(&self.crc.to_be_bytes());
+        buf[ATTRIBUTES_AT..ATTRIBUTES_AT + 2].copy_from_slice(&self.attributes.0.to_be_bytes());
+        buf[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]
+            .copy_from_slice(&self.last_offset_delta.to_be_bytes());
+        buf[BASE_TIMESTAMP_AT..BASE_TIMESTAMP_AT + 8]
+            .copy_from_slice(&self.base_timestamp.to_be_bytes());
+        buf[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8]
+            .copy_from_slice(&self.max_timestamp.to_be_bytes());
+        buf[PRODUCER_ID_AT..PRODUCER_ID_AT + 8].copy_from_slice(&self.producer_id.0.to_be_bytes());
+        buf[PRODUCER_EPOCH_AT..PRODUCER_EPOCH_AT + 2]
+            .copy_from_slice(&self.producer_epoch.0.to_be_bytes());
+        buf[BASE_SEQUENCE_AT..BASE_SEQUENCE_AT + 4]
+            .copy_from_slice(&self.base_sequence.0.to_be_bytes());
+        buf[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&self.record_count.to_be_bytes());
+    }
 }
 
 /// Checks that `records` holds exactly `count` varint-framed records whose

@@ -24,10 +24,17 @@
 //! Because the CRC starts at the attributes, a partition can assign offsets
 //! by rewriting `base_offset` without touching the checksum.
 
+pub mod compression;
+pub mod control;
 pub mod header;
+pub mod records;
 pub mod varint;
 
+pub use control::{ControlRecord, ControlType, decode_control_record, encode_control_batch};
 pub use header::{Attributes, BatchHeader, Compression};
+pub use records::{
+    BatchBuilder, BatchMeta, DecodedBatch, Record, RecordHeader, decode_batch, encode_batch,
+};
 
 /// Why a byte string is not an acceptable record batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
