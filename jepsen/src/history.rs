@@ -621,6 +621,12 @@ pub struct Pending {
     f: F,
 }
 
+impl Pending {
+    pub fn process(&self) -> u64 {
+        self.process
+    }
+}
+
 /// `["send", key, [offset, value]]`.
 pub fn send(key: &str, offset: u64, value: u64) -> Mop {
     Mop::Send { key: Key::new(key), value: Val(value), offset: Some(Offset(offset)) }

@@ -165,3 +165,19 @@ fn fault_windows(history: &History) -> Vec<FaultWindow> {
     }
     windows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Latency;
+
+    // Proves percentiles are nearest-rank over the samples, whatever their order.
+    #[test]
+    fn latency_percentiles_are_nearest_rank() {
+        let samples: Vec<u64> = (1..=100).rev().collect();
+        let l = Latency::of(samples).unwrap();
+        assert_eq!((l.count, l.p50, l.p95, l.p99, l.max), (100, 50, 95, 99, 100));
+        let one = Latency::of(vec![7]).unwrap();
+        assert_eq!((one.p50, one.p99, one.max), (7, 7, 7));
+        assert!(Latency::of(Vec::new()).is_none());
+    }
+}

@@ -94,6 +94,24 @@ fn t12_repositioning_restarts_poll_tracking() {
     assert_valid(&checked(h));
 }
 
+// Proves a failed transaction's polls end order tracking of their keys: the consumer
+// may rewind to its committed position or keep going, and neither is an anomaly.
+#[test]
+fn t13_failed_poll_ends_tracking() {
+    let mut h = HistoryBuilder::new();
+    for v in 1..=3 {
+        h.ok(0, F::Send, &[send("t0/0", v - 1, v)]);
+    }
+    h.ok(1, F::Poll, &[poll(&[("t0/0", &[(0, 1)])])]);
+    h.fail(1, F::Txn, &[poll(&[("t0/0", &[(1, 2)])])]);
+    h.ok(1, F::Poll, &[poll(&[("t0/0", &[(1, 2)])])]); // rewound
+    h.fail(1, F::Txn, &[poll(&[("t0/0", &[(2, 3)])])]);
+    h.ok(2, F::Poll, &[poll(&[("t0/0", &[(0, 1)])])]);
+    h.fail(2, F::Txn, &[poll(&[("t0/0", &[(1, 2)])])]);
+    h.ok(2, F::Poll, &[poll(&[("t0/0", &[(2, 3)])])]); // kept going
+    assert_valid(&checked(h));
+}
+
 // ---------------------------------------------------------------------------------
 // t20: the log disagrees with itself
 
@@ -499,4 +517,312 @@ fn t80_results_shape() {
     let latency = result.stats.latency_ns.as_ref().unwrap();
     assert_eq!(latency.count, 101);
     assert_eq!((latency.p50, latency.p99, latency.max), (1_000_000, 1_000_000, 1_000_000));
+}
+
+// ---------------------------------------------------------------------------------
+// t90: histories of a simulated correct log, and mutations of them
+
+mod simulated {
+    use std::collections::{BTreeMap, HashMap};
+
+    use crate::history::{
+        F, History, HistoryBuilder, Mop, OpType, OpValue, Pending, poll, send, send_unacked,
+    };
+
+    use super::super::{Class, check};
+
+    const KEYS: [&str; 3] = ["t0/0", "t0/1", "t1/0"];
+    const PRODUCERS: u64 = 4;
+    const CONSUMERS: [u64; 2] = [10, 11];
+    const FINAL_READER: u64 = 20;
+    const STEPS: usize = 400;
+
+    /// xorshift64*: deterministic, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+        }
+    }
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum State {
+        Pending,
+        Committed,
+        Aborted,
+        Marker,
+    }
+
+    struct Entry {
+        value: u64,
+        txn: usize,
+        state: State,
+    }
+
+    struct Open {
+        pending: Pending,
+        txn: usize,
+        polls: Vec<Mop>,
+        sends: Vec<(&'static str, u64, u64)>,
+    }
+
+    /// A partition that behaves as xo must: offsets in append order, a marker per
+    /// partition per resolved transaction, read-committed polls stopping at the LSO.
+    struct Sim {
+        rng: Rng,
+        h: HistoryBuilder,
+        logs: BTreeMap<&'static str, Vec<Entry>>,
+        positions: HashMap<(u64, &'static str), usize>,
+        open: Vec<Open>,
+        txns: usize,
+        value_next: u64,
+    }
+
+    impl Sim {
+        fn new(seed: u64) -> Sim {
+            let mut h = HistoryBuilder::new();
+            for p in (0..PRODUCERS).chain(CONSUMERS) {
+                h.assign(p, &KEYS, false);
+            }
+            Sim {
+                rng: Rng(seed | 1),
+                h,
+                logs: KEYS.iter().map(|k| (*k, Vec::new())).collect(),
+                positions: HashMap::new(),
+                open: Vec::new(),
+                txns: 0,
+                value_next: 1,
+            }
+        }
+
+        /// Up to `max` committed records of `key` from `process`'s position.
+        fn read(&mut self, process: u64, key: &'static str, max: usize) -> Vec<(u64, u64)> {
+            let log = &self.logs[key];
+            let lso = log.iter().position(|e| e.state == State::Pending).unwrap_or(log.len());
+            let position = self.positions.entry((process, key)).or_insert(0);
+            let mut records = Vec::new();
+            while *position < lso && records.len() < max {
+                let entry = &log[*position];
+                if entry.state == State::Committed {
+                    records.push((*position as u64, entry.value));
+                }
+                *position += 1;
+            }
+            records
+        }
+
+        fn poll_mop(&mut self, process: u64) -> Mop {
+            let keys = 1 + self.rng.below(KEYS.len() as u64) as usize;
+            let first = self.rng.below(KEYS.len() as u64) as usize;
+            let mut reads: Vec<(&str, Vec<(u64, u64)>)> = Vec::new();
+            for i in 0..keys {
+                let key = KEYS[(first + i) % KEYS.len()];
+                let max = 1 + self.rng.below(4) as usize;
+                reads.push((key, self.read(process, key, max)));
+            }
+            let borrowed: Vec<(&str, &[(u64, u64)])> =
+                reads.iter().map(|(k, r)| (*k, r.as_slice())).collect();
+            poll(&borrowed)
+        }
+
+        fn begin(&mut self) {
+            let busy: Vec<u64> = self.open.iter().map(|o| o.pending_process()).collect();
+            let Some(process) = (0..PRODUCERS).find(|p| !busy.contains(p)) else {
+                return;
+            };
+            let txn = self.txns;
+            self.txns += 1;
+            let polls = if self.rng.below(3) == 0 { vec![self.poll_mop(process)] } else { vec![] };
+            let mut sends = Vec::new();
+            for _ in 0..1 + self.rng.below(3) {
+                let key = KEYS[self.rng.below(KEYS.len() as u64) as usize];
+                let log = self.logs.get_mut(key).unwrap();
+                let value = self.value_next;
+                self.value_next += 1;
+                sends.push((key, log.len() as u64, value));
+                log.push(Entry { value, txn, state: State::Pending });
+            }
+            let mut mops = polls.clone();
+            mops.extend(sends.iter().map(|&(k, o, v)| send(k, o, v)));
+            let pending = self.h.invoke(process, F::Txn, &mops);
+            self.open.push(Open { pending, txn, polls, sends });
+        }
+
+        fn resolve(&mut self, index: usize, kind: OpType, commit: bool) {
+            let open = self.open.remove(index);
+            let state = if commit { State::Committed } else { State::Aborted };
+            let mut touched: Vec<&str> = open.sends.iter().map(|s| s.0).collect();
+            touched.sort();
+            touched.dedup();
+            for key in touched {
+                let log = self.logs.get_mut(key).unwrap();
+                for entry in log.iter_mut().filter(|e| e.txn == open.txn) {
+                    entry.state = state;
+                }
+                log.push(Entry { value: 0, txn: open.txn, state: State::Marker });
+            }
+            let mut mops = open.polls.clone();
+            mops.extend(open.sends.iter().map(|&(k, o, v)| {
+                if kind == OpType::Ok { send(k, o, v) } else { send_unacked(k, v) }
+            }));
+            self.h.complete(open.pending, kind, &mops);
+        }
+
+        fn step(&mut self) {
+            match self.rng.below(10) {
+                0..=3 => self.begin(),
+                4..=6 if !self.open.is_empty() => {
+                    let index = self.rng.below(self.open.len() as u64) as usize;
+                    let (kind, commit) = match self.rng.below(20) {
+                        0..=14 => (OpType::Ok, true),
+                        15..=17 => (OpType::Fail, false),
+                        18 => (OpType::Info, true),
+                        _ => (OpType::Info, false),
+                    };
+                    self.resolve(index, kind, commit);
+                }
+                7..=9 => {
+                    let process = CONSUMERS[self.rng.below(2) as usize];
+                    let mop = self.poll_mop(process);
+                    self.h.ok(process, F::Poll, &[mop]);
+                }
+                _ => {}
+            }
+        }
+
+        fn run(mut self, steps: usize) -> History {
+            self.h.nemesis("start-kill");
+            for step in 0..steps {
+                if step == steps / 2 {
+                    self.h.nemesis("stop-kill");
+                }
+                self.step();
+            }
+            while !self.open.is_empty() {
+                self.resolve(0, OpType::Ok, true);
+            }
+            self.h.assign(FINAL_READER, &KEYS, true);
+            let mut reads = Vec::new();
+            for key in KEYS {
+                reads.push((key, self.read(FINAL_READER, key, usize::MAX)));
+            }
+            let borrowed: Vec<(&str, &[(u64, u64)])> =
+                reads.iter().map(|(k, r)| (*k, r.as_slice())).collect();
+            self.h.ok(FINAL_READER, F::FinalPoll, &[poll(&borrowed)]);
+            self.h.build()
+        }
+    }
+
+    impl Open {
+        fn pending_process(&self) -> u64 {
+            self.pending.process()
+        }
+    }
+
+    fn history(seed: u64) -> History {
+        Sim::new(seed).run(STEPS)
+    }
+
+    // Proves the checker stays fast on a long history (run by hand, in release:
+    // cargo test -p xo-jepsen --release t94 -- --ignored --nocapture).
+    #[test]
+    #[ignore]
+    fn t94_long_history_is_checked_quickly() {
+        let history = Sim::new(7).run(200_000);
+        let started = std::time::Instant::now();
+        let result = check(&history).unwrap();
+        println!("{} records checked in {:?}", history.ops.len(), started.elapsed());
+        assert!(result.valid, "{}", result.summary());
+    }
+
+    // Proves histories of a correct read-committed log with interleaved transactions,
+    // aborts, unknown outcomes and markers pass with zero anomalies, across seeds.
+    #[test]
+    fn t90_simulated_correct_histories_pass() {
+        for seed in 1..=40 {
+            let history = history(seed);
+            let result = check(&history).unwrap();
+            assert!(result.valid, "seed {seed}:\n{}", result.summary());
+            assert!(result.stats.ok > 50, "seed {seed} exercised little");
+        }
+    }
+
+    /// The first ok txn whose writes some ok poll (not the final one) returned.
+    fn read_txn(history: &History) -> usize {
+        let final_index = history.ops.len() - 1;
+        let read: std::collections::HashSet<(String, u64)> = history.ops[..final_index]
+            .iter()
+            .filter(|op| op.kind == OpType::Ok)
+            .flat_map(|op| op.mops().iter())
+            .filter_map(|m| match m {
+                Mop::Poll { reads } => Some(reads),
+                _ => None,
+            })
+            .flat_map(|reads| {
+                reads.iter().flat_map(|(k, rs)| rs.iter().map(|r| (k.0.clone(), r.value.0)))
+            })
+            .collect();
+        history
+            .ops
+            .iter()
+            .position(|op| {
+                op.kind == OpType::Ok
+                    && op.f == F::Txn
+                    && op.mops().iter().any(|m| {
+                        matches!(m, Mop::Send { key, value, .. } if read.contains(&(key.0.clone(), value.0)))
+                    })
+            })
+            .expect("some transaction was read")
+    }
+
+    // Proves turning a committed transaction whose writes were read into a failed one
+    // is caught as aborted-read.
+    #[test]
+    fn t91_mutation_commit_to_fail_is_caught() {
+        for seed in 1..=10 {
+            let mut history = history(seed);
+            let i = read_txn(&history);
+            history.ops[i].kind = OpType::Fail;
+            let result = check(&history).unwrap();
+            assert!(result.count(Class::AbortedRead) > 0, "seed {seed}:\n{}", result.summary());
+        }
+    }
+
+    // Proves dropping one record from the final polls is caught: the write vanished.
+    #[test]
+    fn t92_mutation_drop_from_final_poll_is_caught() {
+        for seed in 1..=10 {
+            let mut history = history(seed);
+            let last = history.ops.len() - 1;
+            let OpValue::Mops(mops) = &mut history.ops[last].value else { unreachable!() };
+            let Mop::Poll { reads } = &mut mops[0] else { unreachable!() };
+            let records = reads.values_mut().find(|r| r.len() > 2).expect("a long key");
+            records.remove(1);
+            let result = check(&history).unwrap();
+            assert!(!result.valid, "seed {seed}");
+            assert!(result.count(Class::IntPollSkip) > 0, "seed {seed}:\n{}", result.summary());
+        }
+    }
+
+    // Proves copying one polled record's value onto the next is caught twice over: the
+    // value now sits at two offsets, and the second offset holds two values.
+    #[test]
+    fn t93_mutation_rewrite_polled_value_is_caught() {
+        for seed in 1..=10 {
+            let mut history = history(seed);
+            let last = history.ops.len() - 1;
+            let OpValue::Mops(mops) = &mut history.ops[last].value else { unreachable!() };
+            let Mop::Poll { reads } = &mut mops[0] else { unreachable!() };
+            let records = reads.values_mut().find(|r| r.len() > 2).expect("a long key");
+            let stolen = records[0].value;
+            records[1].value = stolen;
+            let result = check(&history).unwrap();
+            assert!(result.count(Class::Duplicate) > 0, "seed {seed}:\n{}", result.summary());
+            assert!(result.count(Class::InconsistentOffsets) > 0, "seed {seed}");
+        }
+    }
 }

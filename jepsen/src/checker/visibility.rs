@@ -35,6 +35,11 @@ pub(crate) fn check(model: &Model<'_>, findings: &mut Findings<'_, '_>) {
     unseen(model, findings, &lost, &torn);
 }
 
+/// " (and N more)", or nothing when N is 0.
+fn more(n: usize) -> String {
+    if n == 0 { String::new() } else { format!(" (and {n} more)") }
+}
+
 fn aborted_and_phantom_reads(model: &Model<'_>, findings: &mut Findings<'_, '_>) {
     for (reader, op) in model.ops.iter().enumerate() {
         if op.completion.is_none() {
@@ -62,9 +67,9 @@ fn aborted_and_phantom_reads(model: &Model<'_>, findings: &mut Findings<'_, '_>)
                 Class::AbortedRead,
                 [writer, reader],
                 format!(
-                    "op {} polled {key} offset {offset} value {value} (and {} more) sent by op {}, which failed",
+                    "op {} polled {key} offset {offset} value {value}{} sent by op {}, which failed",
                     model.index(reader),
-                    values.len() - 1,
+                    more(values.len() - 1),
                     model.index(writer)
                 ),
             );
@@ -74,9 +79,9 @@ fn aborted_and_phantom_reads(model: &Model<'_>, findings: &mut Findings<'_, '_>)
                 Class::PhantomRead,
                 [reader],
                 format!(
-                    "op {} polled {key} offset {offset} value {value} (and {} more) that no operation sent",
+                    "op {} polled {key} offset {offset} value {value}{} that no operation sent",
                     model.index(reader),
-                    phantoms.len() - 1
+                    more(phantoms.len() - 1)
                 ),
             );
         }
@@ -308,10 +313,10 @@ fn torn_info<'h>(model: &Model<'h>, findings: &mut Findings<'_, '_>) -> HashSet<
             [id, reader],
             format!(
                 "info op {} is partly visible: op {} polled its {seen_key} value {seen_value}, \
-                 but its {key} value {value} (and {} more) was never polled though later polls read {key}",
+                 but its {key} value {value}{} was never polled though later polls read {key}",
                 model.index(id),
                 model.index(reader),
-                missing.len() - 1
+                more(missing.len() - 1)
             ),
         );
     }
