@@ -6,4 +6,23 @@
 //! is flushed before any answer that depends on it. It never stores record
 //! data: that belongs to the partition servers.
 //!
-//! Not built yet: this crate is filled by the transactions issue.
+//! Layout (the pure decision logic; no I/O, no async — the sled store, the
+//! gRPC handlers and the marker writer are built on top of it):
+//! - [`txn_state`]: the transaction state machine — states, legal moves as
+//!   data, the one transition function.
+//! - [`txn_metadata`]: the record kept per transactional id and its
+//!   prepare → persist → complete discipline.
+//! - [`txn_core`]: the handlers' decisions (InitProducerId,
+//!   AddPartitionsToTxn, EndTxn, markers written, timeouts, restart,
+//!   partition verification) as functions from a request to [`txn_core::Command`]s.
+//! - [`error`]: [`CoordinatorError`], the codes requests are refused with.
+
+pub mod error;
+pub mod txn_core;
+pub mod txn_metadata;
+pub mod txn_state;
+
+pub use error::CoordinatorError;
+pub use txn_core::{Answer, Command, TxnConfig};
+pub use txn_metadata::{ProducerIdentity, TopicPartition, TxnMetadata, TxnTransition};
+pub use txn_state::TxnState;
