@@ -483,9 +483,13 @@ impl Log {
                         .truncate(true)
                         .open(&cleaned_path)?;
                     let mut writer = BufWriter::with_capacity(REWRITE_BUFFER_BYTES, file);
-                    // Copy the unchanged batches before this one.
-                    if position > 0 {
-                        writer.write_all(&segment.read_bytes(0, position as usize)?)?;
+                    // Copy the unchanged batches before this one, a chunk at a
+                    // time (the prefix may be most of a 1 GiB segment).
+                    let mut copied = 0u64;
+                    while copied < position {
+                        let len = (position - copied).min(REWRITE_BUFFER_BYTES as u64);
+                        writer.write_all(&segment.read_bytes(copied, len as usize)?)?;
+                        copied += len;
                     }
                     written = position;
                     out = Some(writer);

@@ -487,7 +487,8 @@ impl Log {
     /// The active segment's file, so a group-commit task can fsync it
     /// without holding the log's lock. Fsyncing it covers every append made
     /// before the call, even if a roll happens meanwhile (a roll fsyncs the
-    /// old segment itself).
+    /// old segment itself). Only fsync it: its file cursor is the log's
+    /// append position.
     pub fn active_file(&self) -> Arc<File> {
         Arc::clone(self.active().file())
     }

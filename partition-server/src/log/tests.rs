@@ -864,36 +864,48 @@ mod model {
         TornCrash { cut: usize },
         /// Read from a random offset with a random budget.
         Read { at_permille: u16, max_bytes: usize },
+        /// Size retention down to `keep_bytes`.
+        Retain { keep_bytes: u64 },
     }
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            6 => (1usize..5, 0usize..200, 0i64..400)
+            8 => (1usize..5, 0usize..200, 0i64..400)
                 .prop_map(|(records, value_len, advance_ms)| Op::Append { records, value_len, advance_ms }),
             1 => Just(Op::Reopen),
             1 => (1usize..400).prop_map(|cut| Op::TornCrash { cut }),
-            2 => (0u16..1000, 0usize..2000).prop_map(|(at_permille, max_bytes)| Op::Read { at_permille, max_bytes }),
+            3 => (0u16..1000, 0usize..2000).prop_map(|(at_permille, max_bytes)| Op::Read { at_permille, max_bytes }),
+            1 => (0u64..8000).prop_map(|keep_bytes| Op::Retain { keep_bytes }),
         ]
     }
 
-    /// The model: every batch's (base, last, bytes after the base offset).
-    fn check(log: &Log, model: &[(i64, i64, Bytes)]) {
-        let next = model.last().map_or(0, |b| b.1 + 1);
-        assert_eq!(log.next_offset(), Offset(next));
+    /// What the log must hold.
+    #[derive(Default)]
+    struct Model {
+        /// Every batch: (base, last, bytes as appended).
+        batches: Vec<(i64, i64, Bytes)>,
+        next: i64,
+    }
+
+    fn check(log: &Log, model: &Model) {
+        assert_eq!(log.next_offset(), Offset(model.next));
         let stored = all_batches(log);
-        assert_eq!(stored.len(), model.len());
-        for (s, m) in stored.iter().zip(model) {
+        assert_eq!(stored.len(), model.batches.len());
+        for (s, m) in stored.iter().zip(&model.batches) {
             assert_eq!((s.header.base_offset.0, s.header.last_offset().0), (m.0, m.1));
             assert_eq!(s.bytes[8..], m.2[8..]);
         }
-        assert_eq!(log.size_bytes(), model.iter().map(|m| m.2.len() as u64).sum::<u64>());
+        assert_eq!(log.size_bytes(), model.batches.iter().map(|m| m.2.len() as u64).sum::<u64>());
+        if let Some(first) = model.batches.first() {
+            assert!(log.log_start_offset().0 <= first.0);
+        }
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
         #[test]
-        fn t90_log_matches_a_model_under_appends_rolls_reopens_and_torn_crashes(
-            ops in proptest::collection::vec(op(), 1..60)
+        fn t90_log_matches_a_model_under_appends_rolls_reopens_crashes_and_retention(
+            ops in proptest::collection::vec(op(), 1..80)
         ) {
             let dir = tempfile::tempdir().unwrap();
             let config = LogConfig {
@@ -903,7 +915,7 @@ mod model {
                 ..LogConfig::default()
             };
             let (mut log, _) = open(dir.path(), config.clone());
-            let mut model: Vec<(i64, i64, Bytes)> = Vec::new();
+            let mut model = Model::default();
             let mut now = 0i64;
             for op in ops {
                 match op {
@@ -912,9 +924,9 @@ mod model {
                         let (bytes, header) = test_batch(&TestBatch::values(records, value_len).at(now));
                         log.roll_if_needed(bytes.len(), now).unwrap();
                         let info = log.append(&bytes, &header).unwrap();
-                        let base = model.last().map_or(0, |b| b.1 + 1);
-                        prop_assert_eq!(info.base_offset, Offset(base));
-                        model.push((base, info.last_offset.0, bytes));
+                        prop_assert_eq!(info.base_offset, Offset(model.next));
+                        model.next = info.last_offset.0 + 1;
+                        model.batches.push((info.base_offset.0, info.last_offset.0, bytes));
                     }
                     Op::Reopen => {
                         drop(log);
@@ -928,20 +940,22 @@ mod model {
                         drop(log);
                         // Only the last batch can be torn, and only if it is in
                         // the active segment.
-                        let last_in_active = model.last().map(|m| m.2.len() as u64).filter(|&len| len <= active_size);
+                        let last_in_active =
+                            model.batches.last().map(|m| m.2.len() as u64).filter(|&len| len <= active_size);
                         if let Some(len) = last_in_active {
                             let cut = (cut as u64).min(len);
                             OpenOptions::new().write(true).open(&path).unwrap().set_len(active_size - cut).unwrap();
-                            model.pop();
+                            model.next = model.batches.pop().unwrap().0;
                         }
-                        let (reopened, _) = open(dir.path(), config.clone());
+                        let (reopened, report) = open(dir.path(), config.clone());
+                        prop_assert_eq!(report.truncated_bytes, last_in_active.map_or(0, |len| len - (cut as u64).min(len)));
                         log = reopened;
                     }
                     Op::Read { at_permille, max_bytes } => {
-                        let next = log.next_offset().0;
-                        let from = next * i64::from(at_permille) / 1000;
+                        let (start, next) = (log.log_start_offset().0, log.next_offset().0);
+                        let from = start + (next - start) * i64::from(at_permille) / 1000;
                         let got = log.read(Offset(from), Offset(next), max_bytes).unwrap();
-                        let expected: Vec<&(i64, i64, Bytes)> = model.iter().filter(|m| m.1 >= from).collect();
+                        let expected: Vec<&(i64, i64, Bytes)> = model.batches.iter().filter(|m| m.1 >= from).collect();
                         if expected.is_empty() {
                             prop_assert!(got.is_empty());
                         } else {
@@ -956,10 +970,120 @@ mod model {
                                 prop_assert!(total + next_batch.2.len() > max_bytes);
                             }
                         }
+                        if start > 0 {
+                            let below = log.read(Offset(start - 1), Offset(next), 0);
+                            prop_assert!(matches!(below, Err(ReadError::OutOfRange { .. })), "read below the start");
+                        }
+                    }
+                    Op::Retain { keep_bytes } => {
+                        log.config.retention_bytes = Some(keep_bytes);
+                        let before = log.size_bytes();
+                        let report = log.apply_retention(now).unwrap();
+                        log.config.retention_bytes = None;
+                        prop_assert_eq!(log.size_bytes(), before - report.bytes_deleted);
+                        prop_assert!(log.segment_count() >= 1);
+                        // Deleted until small enough, or only the active segment is left.
+                        prop_assert!(log.size_bytes() <= keep_bytes || log.segment_count() == 1
+                            || report.segments_deleted == 0 && before <= keep_bytes);
+                        let start = log.log_start_offset().0;
+                        model.batches.retain(|m| m.0 >= start);
                     }
                 }
                 check(&log, &model);
             }
+        }
+    }
+}
+
+mod compaction_model {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// One batch: records of (key index or none, value or tombstone), whether
+    /// it has a producer id, and whether a roll comes before it.
+    type BatchSpec = (Vec<(Option<u8>, bool)>, bool, bool);
+
+    fn batch_spec() -> impl Strategy<Value = BatchSpec> {
+        (
+            proptest::collection::vec(
+                (proptest::option::weighted(0.9, 0u8..6), proptest::bool::weighted(0.85)),
+                1..5,
+            ),
+            proptest::bool::ANY,
+            proptest::bool::weighted(0.2),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        #[test]
+        fn t91_compaction_keeps_exactly_the_latest_of_each_key_and_every_offset_range(
+            specs in proptest::collection::vec(batch_spec(), 1..40)
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let (mut log, _) = open(dir.path(), compact_config());
+            let mut sequence = 0;
+            for (i, (records, idempotent, roll_before)) in specs.iter().enumerate() {
+                if *roll_before && log.active().size() > 0 {
+                    roll(&mut log);
+                }
+                let keys: Vec<Option<String>> = records.iter().map(|(k, _)| k.map(|k| format!("k{k}"))).collect();
+                let values: Vec<Option<String>> =
+                    records.iter().enumerate().map(|(j, (_, live))| live.then(|| format!("v{i}.{j}"))).collect();
+                let pairs: Vec<(Option<&str>, Option<&str>)> =
+                    keys.iter().zip(&values).map(|(k, v)| (k.as_deref(), v.as_deref())).collect();
+                let mut batch = keyed(&pairs);
+                if *idempotent {
+                    batch = batch.producer(1, 0, sequence);
+                    sequence += records.len() as i32;
+                }
+                append(&mut log, &batch);
+            }
+            let before = records(&log);
+            let before_batches = all_batches(&log);
+            let active_base = log.active().base_offset().0;
+            let mut latest: HashMap<String, i64> = HashMap::new();
+            for (offset, key, _) in &before {
+                if let Some(key) = key {
+                    latest.insert(key.clone(), *offset);
+                }
+            }
+            log.compact().unwrap();
+            let after = records(&log);
+            // Exactly: the null-key records, the latest of each key, and
+            // everything in the active segment.
+            let expected: Vec<_> = before
+                .iter()
+                .filter(|(offset, key, _)| {
+                    *offset >= active_base || key.as_ref().is_none_or(|k| latest[k] == *offset)
+                })
+                .cloned()
+                .collect();
+            prop_assert_eq!(&after, &expected);
+            // Batches keep their ranges; only plain emptied ones disappear.
+            let after_batches = all_batches(&log);
+            let mut kept = after_batches.iter().peekable();
+            for b in &before_batches {
+                match kept.peek() {
+                    Some(a) if a.header.base_offset == b.header.base_offset => {
+                        prop_assert_eq!(a.header.last_offset_delta, b.header.last_offset_delta);
+                        prop_assert_eq!(a.header.producer_id, b.header.producer_id);
+                        prop_assert_eq!(a.header.base_sequence, b.header.base_sequence);
+                        kept.next();
+                    }
+                    _ => prop_assert!(b.header.producer_id.is_none(), "a batch with a producer id was dropped"),
+                }
+            }
+            prop_assert!(kept.next().is_none());
+            // Idempotent, and durable.
+            let again = log.compact().unwrap();
+            prop_assert_eq!(again.records_removed, 0);
+            prop_assert_eq!(again.segments_cleaned, 0);
+            drop(log);
+            let (log, report) = open(dir.path(), compact_config());
+            prop_assert!(report.rebuilt_indexes.is_empty());
+            prop_assert_eq!(records(&log), expected);
         }
     }
 }
