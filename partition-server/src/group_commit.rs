@@ -145,7 +145,7 @@ mod tests {
             assert!(gc.state.lock().unwrap().durable_end >= end);
         }
         let fsyncs = calls.load(Ordering::SeqCst);
-        assert!(fsyncs < 64 && fsyncs >= 1, "{fsyncs} fsyncs for 64 appends");
+        assert!((1..64).contains(&fsyncs), "{fsyncs} fsyncs for 64 appends");
         assert_eq!(gc.syncs(), fsyncs);
     }
 

@@ -88,6 +88,36 @@ pub enum ProducerStateError {
     UnknownProducer { producer_id: ProducerId, got: Sequence },
     #[error("partition already tracks {PRODUCERS_PER_PARTITION_MAX} producers")]
     TooManyProducers,
+    #[error(
+        "producer {producer_id} has an open transaction in this partition: a non-transactional \
+         write from it is refused until the transaction ends"
+    )]
+    NonTransactionalWriteInTransaction { producer_id: ProducerId },
+    #[error(
+        "marker from coordinator epoch {got} for producer {producer_id}, but coordinator epoch \
+         {current} already wrote here: the sender is a stale coordinator"
+    )]
+    CoordinatorFenced { producer_id: ProducerId, current: i32, got: i32 },
+}
+
+/// What a commit or abort marker does to the partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MarkerDecision {
+    /// Append the marker: it ends the producer's transaction of that epoch.
+    Append,
+    /// The transaction of that epoch already ended here (the partition has
+    /// moved past the epoch): a retried marker. Append nothing, succeed.
+    AlreadyApplied,
+}
+
+/// A transaction that a marker ended in this partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: ProducerId,
+    pub first_offset: Offset,
+    /// Offset of the marker itself.
+    pub marker_offset: Offset,
+    pub committed: bool,
 }
 
 /// The producer state of one partition.
@@ -141,6 +171,9 @@ impl ProducerStateMap {
                 current: entry.epoch,
                 got: header.producer_epoch,
             });
+        }
+        if !header.is_transactional() && entry.txn_first_offset.is_some() {
+            return Err(ProducerStateError::NonTransactionalWriteInTransaction { producer_id });
         }
         if header.producer_epoch > entry.epoch {
             // A new epoch restarts the sequence.
@@ -204,6 +237,66 @@ impl ProducerStateMap {
             entry.txn_first_offset = Some(header.base_offset);
         }
         debug_assert!(entry.batches.len() <= BATCHES_RETAINED_MAX);
+    }
+
+    /// Decides what a marker for (`producer_id`, `epoch`) from a coordinator
+    /// of `coordinator_epoch` does. Markers name the epoch the transaction's
+    /// data was written with; once one is applied the partition accepts only
+    /// later epochs from that producer, so a delayed write of the ended
+    /// transaction is fenced instead of landing in the next one.
+    pub fn check_marker(
+        &self,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        coordinator_epoch: i32,
+    ) -> Result<MarkerDecision, ProducerStateError> {
+        let Some(entry) = self.producers.get(&producer_id) else {
+            return Ok(MarkerDecision::Append);
+        };
+        if coordinator_epoch < entry.coordinator_epoch {
+            return Err(ProducerStateError::CoordinatorFenced {
+                producer_id,
+                current: entry.coordinator_epoch,
+                got: coordinator_epoch,
+            });
+        }
+        // The partition has moved past `epoch` only through this very marker
+        // (or a later one): data of a newer epoch is verified with the
+        // coordinator, which refuses it until every marker of the older
+        // transaction is acknowledged.
+        if epoch < entry.epoch {
+            return Ok(MarkerDecision::AlreadyApplied);
+        }
+        Ok(MarkerDecision::Append)
+    }
+
+    /// Records a marker now in the log at `marker_offset` (also used when
+    /// replaying the log): ends the producer's open transaction, if any, and
+    /// closes `epoch` for further writes.
+    pub fn record_marker(
+        &mut self,
+        producer_id: ProducerId,
+        epoch: ProducerEpoch,
+        coordinator_epoch: i32,
+        committed: bool,
+        marker_offset: Offset,
+        now_ms: i64,
+    ) -> Option<CompletedTxn> {
+        let entry =
+            self.producers.entry(producer_id).or_insert_with(|| ProducerEntry::new(epoch, now_ms));
+        let first_offset = entry.txn_first_offset.take();
+        assert!(epoch.0 < i16::MAX, "the coordinator never hands out epoch i16::MAX");
+        let next_epoch = ProducerEpoch(epoch.0 + 1);
+        if next_epoch > entry.epoch {
+            entry.epoch = next_epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = entry.coordinator_epoch.max(coordinator_epoch);
+        entry.last_write_ms = entry.last_write_ms.max(now_ms);
+        first_offset.map(|first_offset| {
+            assert!(first_offset < marker_offset, "a marker precedes its transaction's data");
+            CompletedTxn { producer_id, first_offset, marker_offset, committed }
+        })
     }
 
     /// Drops producers idle for longer than `idle_ms_max` that have no open
@@ -290,7 +383,10 @@ mod tests {
         for i in 1..6 {
             let d = s.check_batch(&header(1, 0, i * 2, 2, 999)).unwrap();
             let first = Offset(100 + i as i64 * 2);
-            assert_eq!(d, AppendDecision::Duplicate { first_offset: first, last_offset: first.plus(1) });
+            assert_eq!(
+                d,
+                AppendDecision::Duplicate { first_offset: first, last_offset: first.plus(1) }
+            );
         }
         assert!(matches!(
             s.check_batch(&header(1, 0, 0, 2, 999)),
@@ -388,7 +484,10 @@ mod tests {
         assert_eq!(s.check_batch(&header(9, 0, 0, 1, 0)), Ok(AppendDecision::Append));
         assert_eq!(
             s.check_batch(&header(9, 0, 17, 1, 0)),
-            Err(ProducerStateError::UnknownProducer { producer_id: ProducerId(9), got: Sequence(17) })
+            Err(ProducerStateError::UnknownProducer {
+                producer_id: ProducerId(9),
+                got: Sequence(17)
+            })
         );
     }
 
