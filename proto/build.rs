@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/xo/partition.proto"];
+    let files = ["proto/xo/partition.proto", "proto/xo/coordinator.proto"];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -14,7 +14,7 @@
 //! - [`types`]: `Offset`, `ProducerId`, `ProducerEpoch`, `Sequence`.
 //! - [`batch`]: RecordBatch v2 — header view, validation, records, control
 //!   records (commit/abort markers), compression.
-//! - [`partition`]: the generated `xo.partition.v1` gRPC types and stubs.
+//! - [`partition`], [`coordinator`]: the generated gRPC types and stubs.
 
 pub mod batch;
 pub mod types;
@@ -26,6 +26,13 @@ pub use types::{Offset, ProducerEpoch, ProducerId, Sequence};
 #[allow(clippy::all, missing_docs)]
 pub mod partition {
     tonic::include_proto!("xo.partition.v1");
+}
+
+/// The generated `xo.coordinator.v1` service: metadata, producer ids,
+/// transactions, consumer groups and offsets.
+#[allow(clippy::all, missing_docs)]
+pub mod coordinator {
+    tonic::include_proto!("xo.coordinator.v1");
 }
 
 /// Encoded `FileDescriptorSet` of every xo service, for gRPC server reflection.
