@@ -1,20 +1,26 @@
-//! Named crash sites for the fault-injection suite. Compiled in only with
-//! the `failpoints` cargo feature; in normal builds `crash_at` is empty.
+//! Named crash sites for the fault-injection suite. Off unless the process
+//! was started with `XO_CRASH_AT=<site>`; then it aborts — as abruptly as
+//! kill -9: no destructor, no flush — the first time it reaches that site.
+//! The variable is read once, so a site costs one comparison of a cached
+//! `Option` when the suite is not running.
 //!
-//! With the feature on, `XO_CRASH_AT=<name>` makes the process abort (as
-//! abruptly as kill -9: no destructor, no flush) the first time it reaches
-//! the named site. Sites in the partition server:
+//! Sites in the partition server:
 //! - `partition::after_marker_append`: a marker is in the log, but the
 //!   partition's transaction state (LSO, aborted index) is not yet updated.
 
-#[cfg(feature = "failpoints")]
+use std::sync::OnceLock;
+
+pub const CRASH_AT_ENV: &str = "XO_CRASH_AT";
+
+fn armed_site() -> Option<&'static str> {
+    static SITE: OnceLock<Option<String>> = OnceLock::new();
+    SITE.get_or_init(|| std::env::var(CRASH_AT_ENV).ok().filter(|s| !s.is_empty())).as_deref()
+}
+
+/// Aborts the process if `site` is the armed crash site.
 pub fn crash_at(site: &str) {
-    if std::env::var("XO_CRASH_AT").is_ok_and(|wanted| wanted == site) {
+    if armed_site() == Some(site) {
         eprintln!("failpoint {site}: crashing");
         std::process::abort();
     }
 }
-
-#[cfg(not(feature = "failpoints"))]
-#[inline(always)]
-pub fn crash_at(_site: &str) {}
