@@ -772,7 +772,8 @@ mod tests {
             ControlRecord { kind: ControlType::Commit, coordinator_epoch: 0 },
             0,
         );
-        let cases: Vec<(Bytes, fn(&PartitionError) -> bool)> = vec![
+        type Expect = fn(&PartitionError) -> bool;
+        let cases: Vec<(Bytes, Expect)> = vec![
             (Bytes::from(bad_crc), |e| {
                 matches!(e, PartitionError::Batch(BatchError::CrcMismatch { .. }))
             }),
