@@ -82,6 +82,34 @@ impl From<IllegalTransition> for CoordinatorError {
     }
 }
 
+/// Why a request to the running coordinator failed: a transaction decision
+/// ([`CoordinatorError`]) or one of the metadata and environment outcomes
+/// the service adds around it. Handlers map each to a wire error code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Txn(#[from] CoordinatorError),
+    #[error("unknown topic or partition: {0}")]
+    UnknownTopicOrPartition(String),
+    #[error("topic {0:?} already exists")]
+    TopicAlreadyExists(String),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("no partition server is registered")]
+    NoPartitionServers,
+    #[error("partition server error: {0}")]
+    PartitionServer(String),
+    /// The store failed (retriable, like COORDINATOR_NOT_AVAILABLE).
+    #[error("coordinator storage unavailable: {0}")]
+    Storage(String),
+}
+
+impl From<crate::store::StoreError> for ServiceError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ServiceError::Storage(e.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::CoordinatorError::*;

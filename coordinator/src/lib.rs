@@ -6,8 +6,7 @@
 //! is flushed before any answer that depends on it. It never stores record
 //! data: that belongs to the partition servers.
 //!
-//! Layout (the pure decision logic; no I/O, no async — the sled store, the
-//! gRPC handlers and the marker writer are built on top of it):
+//! Layout — the pure decision logic (no I/O, no async):
 //! - [`txn_state`]: the transaction state machine — states, legal moves as
 //!   data, the one transition function.
 //! - [`txn_metadata`]: the record kept per transactional id and its
@@ -15,9 +14,28 @@
 //! - [`txn_core`]: the handlers' decisions (InitProducerId,
 //!   AddPartitionsToTxn, EndTxn, markers written, timeouts, restart,
 //!   partition verification) as functions from a request to [`txn_core::Command`]s.
-//! - [`error`]: [`CoordinatorError`], the codes requests are refused with.
+//! - [`error`]: [`CoordinatorError`], the codes requests are refused with,
+//!   and [`error::ServiceError`], the service's wider set.
+//!
+//! The running service, built on top of it:
+//! - [`store`]: the sled store — records, producer-id blocks, coordinator
+//!   epoch, topics, servers; flushed before every answer that depends on it.
+//! - [`driver`]: executes txn_core's commands in order under a per
+//!   transactional id lock; metadata (topics, servers, placement);
+//!   expiry; restart.
+//! - [`markers`]: the marker writer (grouped per server, retried until
+//!   acknowledged); [`partition_client`]: the calls to partition servers.
+//! - [`handlers`] (one file per RPC) and [`service`] (gRPC, reflection).
+//! - [`failpoints`]: the crash sites of two-phase commit.
 
+pub mod driver;
 pub mod error;
+pub mod failpoints;
+pub mod handlers;
+pub mod markers;
+pub mod partition_client;
+pub mod service;
+pub mod store;
 pub mod txn_core;
 pub mod txn_metadata;
 pub mod txn_state;

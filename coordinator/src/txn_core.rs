@@ -408,6 +408,31 @@ pub fn expire(
     }
 }
 
+/// An operator's AbortTransaction: like a timeout, the open transaction is
+/// aborted with an epoch bump that fences its producer (which must call
+/// InitProducerId again). Without an open transaction there is nothing to
+/// abort: INVALID_TXN_STATE; while markers are in flight (or a write is
+/// pending): CONCURRENT_TRANSACTIONS. Success is a `Persist` and the abort
+/// markers, with no `Reply`: the request is answered once the persist is done.
+pub fn operator_abort(
+    meta: Option<&mut TxnMetadata>,
+    now_ms: u64,
+    fresh_producer_id: impl FnOnce() -> ProducerId,
+) -> Vec<Command> {
+    let meta = match served(meta) {
+        Ok(meta) => meta,
+        Err(error) => return vec![Command::Reply(Err(error))],
+    };
+    if meta.pending.is_some() || meta.state.is_prepared() {
+        return vec![Command::Reply(Err(CoordinatorError::ConcurrentTransactions))];
+    }
+    if meta.state != TxnState::Ongoing {
+        return vec![Command::Reply(Err(CoordinatorError::InvalidTxnState))];
+    }
+    let (persist, markers) = fence_open_txn(meta, None, now_ms, fresh_producer_id);
+    vec![persist, markers]
+}
+
 /// After a restart, for one loaded record: checks it, and returns the
 /// markers to resend — every `PrepareCommit` / `PrepareAbort` is decided but
 /// may not have reached all its partitions. `Ongoing` transactions stay
@@ -1308,6 +1333,37 @@ mod tests {
         let mut meta = ready();
         let _pending = add_partitions_to_txn(Some(&mut meta), &add_req(id(7, 0), &[("a", 0)]), T0);
         assert_eq!(expire(&mut meta, far, &config(), no_alloc), vec![]);
+    }
+
+    #[test]
+    fn t43_operator_abort_fences_like_a_timeout_and_only_an_open_txn() {
+        // Proves: AbortTransaction on an Ongoing transaction returns the same
+        // fence a timeout does (PrepareAbort at 7/1, nobody entitled, abort
+        // markers under 7/0); on Empty / Complete* it is INVALID_TXN_STATE,
+        // on Prepare* CONCURRENT_TRANSACTIONS, on no record NOT_FOUND.
+        let mut by_operator = ongoing();
+        let mut by_timeout = ongoing();
+        let late = T0 + 10 + u64::from(TIMEOUT_MS) + 1;
+        let operator = operator_abort(Some(&mut by_operator), late, no_alloc);
+        let timeout = expire(&mut by_timeout, late, &config(), no_alloc);
+        assert_eq!(operator, timeout);
+        apply(&mut by_operator, &operator);
+        assert_eq!(by_operator.state, TxnState::PrepareAbort);
+        assert_eq!((by_operator.current(), by_operator.last()), (id(7, 1), None));
+        assert_eq!(
+            operator_abort(Some(&mut by_operator), late, no_alloc),
+            refused(CoordinatorError::ConcurrentTransactions)
+        );
+        for mut meta in [ready(), completed(true), completed(false)] {
+            let before = meta.clone();
+            let commands = operator_abort(Some(&mut meta), late, no_alloc);
+            assert_eq!(commands, refused(CoordinatorError::InvalidTxnState));
+            assert_eq!(meta, before);
+        }
+        assert_eq!(
+            operator_abort(None, late, no_alloc),
+            refused(CoordinatorError::TransactionalIdNotFound)
+        );
     }
 
     // ---- t50: restart ------------------------------------------------------

@@ -1,0 +1,180 @@
+//! The gRPC face of the coordinator: each RPC hands its message to the
+//! handler of the same name; `serve` runs the server with reflection and the
+//! expiry task.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use xo_proto::coordinator::coordinator_service_server::{self, CoordinatorServiceServer};
+use xo_proto::coordinator::*;
+
+use crate::driver::{Coordinator, CoordinatorConfig};
+use crate::handlers::{self, groups};
+
+/// Largest request or response the coordinator accepts or builds.
+pub const REQUEST_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+pub struct CoordinatorService {
+    coordinator: Arc<Coordinator>,
+}
+
+impl CoordinatorService {
+    pub fn new(coordinator: Arc<Coordinator>) -> CoordinatorService {
+        CoordinatorService { coordinator }
+    }
+
+    pub fn into_server(self) -> CoordinatorServiceServer<CoordinatorService> {
+        CoordinatorServiceServer::new(self)
+            .max_decoding_message_size(REQUEST_BYTES_MAX)
+            .max_encoding_message_size(REQUEST_BYTES_MAX)
+    }
+}
+
+type Answer<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl coordinator_service_server::CoordinatorService for CoordinatorService {
+    async fn register_partition_server(
+        &self,
+        r: Request<RegisterPartitionServerRequest>,
+    ) -> Answer<RegisterPartitionServerResponse> {
+        let c = &self.coordinator;
+        Ok(Response::new(handlers::register_partition_server::handle(c, r.into_inner()).await))
+    }
+
+    async fn create_topic(&self, r: Request<CreateTopicRequest>) -> Answer<CreateTopicResponse> {
+        Ok(Response::new(handlers::create_topic::handle(&self.coordinator, r.into_inner()).await))
+    }
+
+    async fn delete_topic(&self, r: Request<DeleteTopicRequest>) -> Answer<DeleteTopicResponse> {
+        Ok(Response::new(handlers::delete_topic::handle(&self.coordinator, r.into_inner()).await))
+    }
+
+    async fn metadata(&self, r: Request<MetadataRequest>) -> Answer<MetadataResponse> {
+        Ok(Response::new(handlers::metadata::handle(&self.coordinator, r.into_inner()).await))
+    }
+
+    async fn init_producer_id(
+        &self,
+        r: Request<InitProducerIdRequest>,
+    ) -> Answer<InitProducerIdResponse> {
+        let c = &self.coordinator;
+        Ok(Response::new(handlers::init_producer_id::handle(c, r.into_inner()).await))
+    }
+
+    async fn add_partitions_to_txn(
+        &self,
+        r: Request<AddPartitionsToTxnRequest>,
+    ) -> Answer<AddPartitionsToTxnResponse> {
+        let c = &self.coordinator;
+        Ok(Response::new(handlers::add_partitions_to_txn::handle(c, r.into_inner()).await))
+    }
+
+    async fn add_offsets_to_txn(
+        &self,
+        r: Request<AddOffsetsToTxnRequest>,
+    ) -> Answer<AddOffsetsToTxnResponse> {
+        let c = &self.coordinator;
+        Ok(Response::new(handlers::add_offsets_to_txn::handle(c, r.into_inner()).await))
+    }
+
+    async fn end_txn(&self, r: Request<EndTxnRequest>) -> Answer<EndTxnResponse> {
+        Ok(Response::new(handlers::end_txn::handle(&self.coordinator, r.into_inner()).await))
+    }
+
+    async fn verify_txn_partition(
+        &self,
+        r: Request<VerifyTxnPartitionRequest>,
+    ) -> Answer<VerifyTxnPartitionResponse> {
+        let c = &self.coordinator;
+        Ok(Response::new(handlers::verify_txn_partition::handle(c, r.into_inner()).await))
+    }
+
+    async fn list_transactions(
+        &self,
+        r: Request<ListTransactionsRequest>,
+    ) -> Answer<ListTransactionsResponse> {
+        let c = &self.coordinator;
+        Ok(Response::new(handlers::list_transactions::handle(c, r.into_inner()).await))
+    }
+
+    async fn describe_transaction(
+        &self,
+        r: Request<DescribeTransactionRequest>,
+    ) -> Answer<DescribeTransactionResponse> {
+        let c = &self.coordinator;
+        Ok(Response::new(handlers::describe_transaction::handle(c, r.into_inner()).await))
+    }
+
+    async fn abort_transaction(
+        &self,
+        r: Request<AbortTransactionRequest>,
+    ) -> Answer<AbortTransactionResponse> {
+        let c = &self.coordinator;
+        Ok(Response::new(handlers::abort_transaction::handle(c, r.into_inner()).await))
+    }
+
+    async fn find_hanging(&self, r: Request<FindHangingRequest>) -> Answer<FindHangingResponse> {
+        Ok(Response::new(handlers::find_hanging::handle(&self.coordinator, r.into_inner()).await))
+    }
+
+    async fn join_group(&self, _: Request<JoinGroupRequest>) -> Answer<JoinGroupResponse> {
+        Err(groups::not_built())
+    }
+
+    async fn sync_group(&self, _: Request<SyncGroupRequest>) -> Answer<SyncGroupResponse> {
+        Err(groups::not_built())
+    }
+
+    async fn heartbeat(&self, _: Request<HeartbeatRequest>) -> Answer<HeartbeatResponse> {
+        Err(groups::not_built())
+    }
+
+    async fn leave_group(&self, _: Request<LeaveGroupRequest>) -> Answer<LeaveGroupResponse> {
+        Err(groups::not_built())
+    }
+
+    async fn offset_commit(&self, _: Request<OffsetCommitRequest>) -> Answer<OffsetCommitResponse> {
+        Err(groups::not_built())
+    }
+
+    async fn txn_offset_commit(
+        &self,
+        _: Request<TxnOffsetCommitRequest>,
+    ) -> Answer<TxnOffsetCommitResponse> {
+        Err(groups::not_built())
+    }
+
+    async fn offset_fetch(&self, _: Request<OffsetFetchRequest>) -> Answer<OffsetFetchResponse> {
+        Err(groups::not_built())
+    }
+}
+
+/// Opens the coordinator's state in `data_dir` (resuming pending markers).
+pub async fn open(data_dir: &Path, config: CoordinatorConfig) -> Result<Arc<Coordinator>, String> {
+    Coordinator::open(data_dir, config).await
+}
+
+/// Serves `coordinator` on `listener` until `shutdown` completes, with gRPC
+/// reflection and the periodic expiry of timed-out transactions and idle ids.
+pub async fn serve(
+    coordinator: Arc<Coordinator>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(xo_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let expiry = tokio::spawn(coordinator.clone().run_expiry());
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let result = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(reflection)
+        .add_service(CoordinatorService::new(coordinator).into_server())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    expiry.abort();
+    result?;
+    Ok(())
+}
