@@ -17,6 +17,9 @@ struct Cli {
 enum Command {
     /// Run one partition server: stores partitions' logs and serves produce and fetch.
     PartitionServer(cmd::partition_server::Args),
+    /// Run the transaction coordinator: producer ids, transactions (two-phase
+    /// commit), topics and the registry of partition servers.
+    Coordinator(cmd::coordinator::Args),
 }
 
 fn init_tracing(default_filter: &str) {
@@ -39,6 +42,10 @@ fn main() -> std::process::ExitCode {
             Command::PartitionServer(args) => {
                 init_tracing("info");
                 cmd::partition_server::run(args).await
+            }
+            Command::Coordinator(args) => {
+                init_tracing("info");
+                cmd::coordinator::run(args).await
             }
         }
     });

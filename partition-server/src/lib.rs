@@ -17,8 +17,11 @@
 //! - [`partition`]: one partition, tying the above together.
 //! - [`registry`]: the partitions of a server; [`service`] and [`handlers`]:
 //!   the gRPC API, one handler file per RPC.
+//! - [`coordinator_client`]: registering with the coordinator and verifying
+//!   transactional writes with it.
 
 pub mod config;
+pub mod coordinator_client;
 pub mod failpoints;
 pub mod group_commit;
 pub mod handlers;

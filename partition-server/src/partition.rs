@@ -301,7 +301,7 @@ impl Partition {
             return Err(PartitionError::ControlBatchFromProducer);
         }
         let mut header = BatchHeader::validate_for_append(&batch, self.batch_bytes_max)?;
-        if header.is_transactional() && self.needs_verification(&header) {
+        if header.is_transactional() && self.needs_verification(&header)? {
             self.verifier
                 .verify(header.producer_id, header.producer_epoch, &self.topic, self.partition)
                 .await?;
@@ -345,12 +345,25 @@ impl Partition {
     }
 
     /// Whether this transactional batch would be the first of its
-    /// transaction here, and so must be verified with the coordinator.
-    fn needs_verification(&self, header: &BatchHeader) -> bool {
+    /// transaction here, and so must be verified with the coordinator. A
+    /// batch of an epoch this partition has already closed is refused here
+    /// as fenced, before asking the coordinator: the answer is certain, and
+    /// the producer must learn it was fenced, not that it forgot to add the
+    /// partition (the append path checks the same again under the lock).
+    fn needs_verification(&self, header: &BatchHeader) -> Result<bool, PartitionError> {
         let state = self.state.read().unwrap();
-        !state.producers.get(header.producer_id).is_some_and(|entry| {
-            entry.epoch == header.producer_epoch && entry.txn_first_offset.is_some()
-        })
+        let Some(entry) = state.producers.get(header.producer_id) else {
+            return Ok(true);
+        };
+        if header.producer_epoch < entry.epoch {
+            return Err(ProducerStateError::FencedEpoch {
+                producer_id: header.producer_id,
+                current: entry.epoch,
+                got: header.producer_epoch,
+            }
+            .into());
+        }
+        Ok(!(entry.epoch == header.producer_epoch && entry.txn_first_offset.is_some()))
     }
 
     fn roll_if_needed(

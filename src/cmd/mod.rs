@@ -1,3 +1,4 @@
+pub mod coordinator;
 pub mod partition_server;
 
 /// Completes on Ctrl-C or SIGTERM, for a clean shutdown.

@@ -2,9 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use xo_partition_server::coordinator_client::{self, CoordinatorVerifier};
+use xo_partition_server::partition::{NoCoordinator, TxnVerifier};
 use xo_partition_server::{FsyncPolicy, Registry, ServerConfig};
 
 #[derive(clap::Args)]
@@ -32,6 +35,12 @@ pub struct Args {
     /// How often retention, compaction and producer expiry run (ms).
     #[arg(long, default_value_t = 30_000)]
     housekeeping_interval_ms: u64,
+    /// Address of the transaction coordinator. The server registers there at
+    /// start-up (retrying in the background until it is reachable) and verifies
+    /// the first transactional write of each transaction with it. Without it,
+    /// every transactional write is refused.
+    #[arg(long)]
+    coordinator: Option<String>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -41,7 +50,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     config.segment_bytes_default = args.segment_bytes;
     config.batch_bytes_max = args.batch_bytes_max;
     config.housekeeping_interval = Duration::from_millis(args.housekeeping_interval_ms.max(10));
-    let verifier = std::sync::Arc::new(xo_partition_server::partition::NoCoordinator);
+    let verifier: Arc<dyn TxnVerifier> = match &args.coordinator {
+        Some(coordinator) => {
+            Arc::new(CoordinatorVerifier::new(coordinator).map_err(|e| anyhow::anyhow!(e))?)
+        }
+        None => Arc::new(NoCoordinator),
+    };
+    let server_id = coordinator_client::load_or_create_server_id(&args.data_dir)
+        .with_context(|| format!("server id in {}", args.data_dir.display()))?;
     let registry = tokio::task::spawn_blocking(move || Registry::open(config, verifier))
         .await?
         .with_context(|| format!("opening data directory {}", args.data_dir.display()))?;
@@ -51,11 +67,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tracing::info!(
         listen = %listener.local_addr()?, data_dir = %args.data_dir.display(),
         partitions = registry.list().len(), fsync = ?args.fsync,
-        "partition server ready"
+        %server_id, "partition server ready"
     );
+    let registration = args.coordinator.clone().map(|coordinator| {
+        let address = args.listen.to_string();
+        tokio::spawn(coordinator_client::register_until_accepted(coordinator, server_id, address))
+    });
     xo_partition_server::service::serve(registry, listener, super::shutdown_signal())
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(registration) = registration {
+        registration.abort();
+    }
     tracing::info!("partition server stopped cleanly");
     Ok(())
 }
