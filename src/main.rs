@@ -20,6 +20,9 @@ enum Command {
     /// Run the transaction coordinator: producer ids, transactions (two-phase
     /// commit), topics and the registry of partition servers.
     Coordinator(cmd::coordinator::Args),
+    /// Run a development cluster in one process: a coordinator and N partition
+    /// servers on 127.0.0.1, data kept in one folder. Ctrl-C stops it.
+    Dev(cmd::dev::Args),
 }
 
 fn init_tracing(default_filter: &str) {
@@ -46,6 +49,10 @@ fn main() -> std::process::ExitCode {
             Command::Coordinator(args) => {
                 init_tracing("info");
                 cmd::coordinator::run(args).await
+            }
+            Command::Dev(args) => {
+                init_tracing("warn");
+                cmd::dev::run(args).await
             }
         }
     });

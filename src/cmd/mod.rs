@@ -1,4 +1,5 @@
 pub mod coordinator;
+pub mod dev;
 pub mod partition_server;
 
 /// Completes on Ctrl-C or SIGTERM, for a clean shutdown.

@@ -14,36 +14,44 @@ use xo_partition_server::{FsyncPolicy, Registry, ServerConfig};
 pub struct Args {
     /// Directory holding this server's partitions (created if missing).
     #[arg(long)]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Address to serve gRPC on.
     #[arg(long, default_value = "127.0.0.1:7071")]
-    listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
     /// When appends are fsync'd: `always` (before acknowledging; concurrent
     /// appends share one fsync), `interval:<ms>` (in the background), or
     /// `never` (left to the OS, like Kafka's default).
     #[arg(long, default_value = "always")]
-    fsync: FsyncPolicy,
+    pub(crate) fsync: FsyncPolicy,
     /// Idle time after which a producer's dedupe state is dropped (ms).
     #[arg(long, default_value_t = 7 * 24 * 3600 * 1000)]
-    producer_expiry_ms: u64,
+    pub(crate) producer_expiry_ms: u64,
     /// Default segment size at which a new segment rolls (bytes).
     #[arg(long, default_value_t = 1 << 30)]
-    segment_bytes: u64,
+    pub(crate) segment_bytes: u64,
     /// Largest batch a producer may send (bytes).
     #[arg(long, default_value_t = xo_partition_server::config::BATCH_BYTES_MAX_DEFAULT)]
-    batch_bytes_max: usize,
+    pub(crate) batch_bytes_max: usize,
     /// How often retention, compaction and producer expiry run (ms).
     #[arg(long, default_value_t = 30_000)]
-    housekeeping_interval_ms: u64,
+    pub(crate) housekeeping_interval_ms: u64,
     /// Address of the transaction coordinator. The server registers there at
     /// start-up (retrying in the background until it is reachable) and verifies
     /// the first transactional write of each transaction with it. Without it,
     /// every transactional write is refused.
     #[arg(long)]
-    coordinator: Option<String>,
+    pub(crate) coordinator: Option<String>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    run_until(args, super::shutdown_signal()).await
+}
+
+/// Runs until `shutdown` completes (`xo dev` runs several roles on one signal).
+pub async fn run_until(
+    args: Args,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let mut config = ServerConfig::new(args.data_dir.clone());
     config.fsync = args.fsync;
     config.producer_expiry = Duration::from_millis(args.producer_expiry_ms);
@@ -73,7 +81,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let address = args.listen.to_string();
         tokio::spawn(coordinator_client::register_until_accepted(coordinator, server_id, address))
     });
-    xo_partition_server::service::serve(registry, listener, super::shutdown_signal())
+    xo_partition_server::service::serve(registry, listener, shutdown)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     if let Some(registration) = registration {
