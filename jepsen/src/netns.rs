@@ -181,5 +181,11 @@ pub async fn supervise(inner_args: Vec<OsString>) -> anyhow::Result<i32> {
         }
     };
     guard.delete()?;
+    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&status) {
+        eprintln!(
+            "xo-jepsen: the runner inside {} died of signal {signal}; namespace removed",
+            guard.name()
+        );
+    }
     Ok(status.code().unwrap_or(2))
 }
