@@ -25,6 +25,7 @@ use xo_jepsen::history::History;
 use xo_jepsen::netns;
 use xo_jepsen::runner::{self, TestOptions, Verdict};
 use xo_jepsen::schedule::{FaultKind, FaultKinds};
+use xo_jepsen::workload::append::Append;
 use xo_jepsen::workload::ping::Ping;
 
 #[derive(Parser)]
@@ -56,7 +57,8 @@ struct TestArgs {
     /// Fault kinds: a comma list of kill, pause, partition, failpoint; or all, none.
     #[arg(long, default_value = "all")]
     nemesis: FaultKinds,
-    /// noop (alias ping: pings the nodes; needs no client library), queue, pipeline.
+    /// noop (alias ping: pings the nodes), append (raw appends and read-back: lost
+    /// and duplicate writes), queue, pipeline. noop and append need no client library.
     #[arg(long, default_value = "noop")]
     workload: String,
     /// Seed of the nemesis schedule and the workload (default: from the clock).
@@ -110,14 +112,14 @@ fn main() -> ExitCode {
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 fn test(args: TestArgs) -> anyhow::Result<u8> {
-    if !matches!(args.workload.as_str(), "noop" | "ping") {
+    if !matches!(args.workload.as_str(), "noop" | "ping" | "append") {
         match args.workload.as_str() {
             "queue" | "pipeline" => bail!(
                 "the {} workload needs the xo client library (client/), which is not usable yet; \
                  run --workload noop meanwhile",
                 args.workload
             ),
-            other => bail!("unknown workload {other:?}: noop, queue, pipeline"),
+            other => bail!("unknown workload {other:?}: noop, append, queue, pipeline"),
         }
     }
     if !(args.time_limit > 0.0 && args.time_limit <= runner::TIME_LIMIT_MAX.as_secs_f64()) {
@@ -187,7 +189,10 @@ fn test(args: TestArgs) -> anyhow::Result<u8> {
 }
 
 async fn run_inside(options: TestOptions) -> anyhow::Result<u8> {
-    let verdict = runner::run(options, Ping).await?;
+    let verdict = match options.workload.as_str() {
+        "append" => runner::run(options, Append::default()).await?,
+        _ => runner::run(options, Ping).await?,
+    };
     Ok(match verdict {
         Verdict::Valid => 0,
         Verdict::Invalid => 1,

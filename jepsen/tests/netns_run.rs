@@ -181,3 +181,20 @@ fn partition_rules_cut_real_connections() {
         let _ = s.wait();
     }
 }
+
+// Proves the append workload's acknowledged writes survive kill -9 and pauses of
+// real partition servers: the final reads find every one, once.
+#[test]
+#[ignore = "needs root (network namespace) and a release xo binary"]
+fn append_run_keeps_acknowledged_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, output, results) = run_test(
+        &["--workload", "append", "--time-limit", "8", "--nemesis", "kill,pause", "--seed", "5"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(results["final_polls"], serde_json::json!(3), "{output}");
+    assert_eq!(results["keys"], serde_json::json!(3), "{output}");
+    assert!(results["ok"].as_u64().unwrap() > 50, "{output}");
+    assert!(!fault_kinds(&results).is_empty(), "{output}");
+}

@@ -17,6 +17,7 @@
 //! after which the process must not be reused — take [`WorkloadCtx::next_process`];
 //! values are unique per key; every loop ends at the deadline or on cancellation.
 
+pub mod append;
 pub mod ping;
 
 use std::future::Future;
@@ -132,4 +133,21 @@ pub trait Workload: Send + Sync + 'static {
 
     /// Reads every key back from the beginning, recording `final-poll` operations.
     fn final_reads(&self, ctx: WorkloadCtx) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Only a refused connection proves the node did not serve the request; any other
+/// transport error leaves the outcome unknown.
+pub(crate) fn is_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    const CAUSES_MAX: usize = 16;
+    let mut cause = Some(error);
+    for _ in 0..CAUSES_MAX {
+        let Some(e) = cause else { return false };
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }

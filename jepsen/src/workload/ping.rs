@@ -16,7 +16,7 @@ use xo_proto::coordinator::coordinator_service_client::CoordinatorServiceClient;
 use xo_proto::partition::DescribePartitionsRequest;
 use xo_proto::partition::partition_service_client::PartitionServiceClient;
 
-use super::{Workload, WorkloadCtx};
+use super::{Workload, WorkloadCtx, is_refused};
 use crate::history::{F, OpType, OpValue};
 use crate::topology::{Node, NodeId, Role, Topology};
 
@@ -144,21 +144,4 @@ async fn ping(node: &Node, channels: &mut HashMap<NodeId, Channel>) -> Pinged {
         }
         Err(s) => Pinged::Answered(format!("{:?}", s.code())),
     }
-}
-
-/// Only a refused connection proves the node did not serve the request; any other
-/// transport error leaves the outcome unknown.
-fn is_refused(error: &(dyn std::error::Error + 'static)) -> bool {
-    const CAUSES_MAX: usize = 16;
-    let mut cause = Some(error);
-    for _ in 0..CAUSES_MAX {
-        let Some(e) = cause else { return false };
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::ConnectionRefused
-        {
-            return true;
-        }
-        cause = e.source();
-    }
-    false
 }
