@@ -87,8 +87,11 @@ pub struct Hanging {
 /// Counters that show what transactions cost (benchmark, tests).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CoordinatorStats {
-    /// Flushed store writes since start (including the start's own).
+    /// Store writes since start (including the start's own), each durable
+    /// before anything depending on it happened.
     pub store_writes: u64,
+    /// fsyncs those writes took (group commit shares them).
+    pub store_flushes: u64,
     /// Partitions that acknowledged a marker.
     pub markers_acked: u64,
     /// WriteTxnMarkers requests sent.
@@ -179,7 +182,12 @@ impl Coordinator {
 
     pub fn stats(&self) -> CoordinatorStats {
         let (markers_acked, marker_requests) = self.markers.counters();
-        CoordinatorStats { store_writes: self.store.write_count(), markers_acked, marker_requests }
+        CoordinatorStats {
+            store_writes: self.store.write_count(),
+            store_flushes: self.store.flush_count(),
+            markers_acked,
+            marker_requests,
+        }
     }
 
     // ---- metadata --------------------------------------------------------
