@@ -156,8 +156,9 @@ impl ProducerStateMap {
         }
         let producer_id = header.producer_id;
         let first = header.base_sequence;
+        let sequenced = header.is_sequenced();
         let Some(entry) = self.producers.get(&producer_id) else {
-            if first != Sequence(0) {
+            if sequenced && first != Sequence(0) {
                 return Err(ProducerStateError::UnknownProducer { producer_id, got: first });
             }
             if self.producers.len() >= PRODUCERS_PER_PARTITION_MAX {
@@ -174,6 +175,9 @@ impl ProducerStateMap {
         }
         if !header.is_transactional() && entry.txn_first_offset.is_some() {
             return Err(ProducerStateError::NonTransactionalWriteInTransaction { producer_id });
+        }
+        if !sequenced {
+            return Ok(AppendDecision::Append);
         }
         if header.producer_epoch > entry.epoch {
             // A new epoch restarts the sequence.
@@ -223,6 +227,13 @@ impl ProducerStateMap {
             entry.batches.clear();
         }
         assert_eq!(entry.epoch, header.producer_epoch, "a fenced batch reached the log");
+        entry.last_write_ms = entry.last_write_ms.max(now_ms);
+        if header.is_transactional() && entry.txn_first_offset.is_none() {
+            entry.txn_first_offset = Some(header.base_offset);
+        }
+        if !header.is_sequenced() {
+            return;
+        }
         if entry.batches.len() == BATCHES_RETAINED_MAX {
             entry.batches.pop_front();
         }
@@ -232,10 +243,6 @@ impl ProducerStateMap {
             first_offset: header.base_offset,
             last_offset: header.last_offset(),
         });
-        entry.last_write_ms = entry.last_write_ms.max(now_ms);
-        if header.is_transactional() && entry.txn_first_offset.is_none() {
-            entry.txn_first_offset = Some(header.base_offset);
-        }
         debug_assert!(entry.batches.len() <= BATCHES_RETAINED_MAX);
     }
 
@@ -507,6 +514,26 @@ mod tests {
             s.check_batch(&header(1, 0, 1, 1, 2)),
             Err(ProducerStateError::UnknownProducer { .. })
         ));
+    }
+
+    #[test]
+    fn unsequenced_transactional_batches_are_epoch_checked_but_not_deduped() {
+        // Proves coordinator-written offset commits (pid, epoch, no sequence) open the txn, are fenced by epoch, and never enter the dedupe window.
+        let mut s = ProducerStateMap::new();
+        let mut h = header(4, 2, -1, 1, 10);
+        h.attributes = Attributes::new(xo_proto::batch::Compression::None, true, false);
+        assert_eq!(append(&mut s, h), Ok(AppendDecision::Append));
+        assert_eq!(
+            append(&mut s, h),
+            Ok(AppendDecision::Append),
+            "same bytes again is a new write"
+        );
+        let e = s.get(ProducerId(4)).unwrap();
+        assert!(e.batches.is_empty());
+        assert_eq!(e.txn_first_offset, Some(Offset(10)));
+        let mut old = header(4, 1, -1, 1, 11);
+        old.attributes = h.attributes;
+        assert!(matches!(s.check_batch(&old), Err(ProducerStateError::FencedEpoch { .. })));
     }
 
     #[test]

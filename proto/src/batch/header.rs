@@ -231,9 +231,20 @@ impl BatchHeader {
                 header.last_offset_delta, header.record_count
             )));
         }
-        if header.producer_id.is_none() != (header.base_sequence.0 < 0) {
+        // A sequence needs a producer id. A producer id without a sequence is
+        // allowed only in a transactional batch: offset commits the
+        // coordinator writes on a producer's behalf, fenced by epoch and
+        // needing no dedupe (the latest offset simply wins).
+        if header.producer_id.is_none() && header.base_sequence.0 >= 0 {
+            return Err(BatchError::Malformed("a batch with a sequence needs a producer id"));
+        }
+        if header.producer_id.is_none() && header.is_transactional() {
+            return Err(BatchError::Malformed("a transactional batch needs a producer id"));
+        }
+        if !header.producer_id.is_none() && header.base_sequence.0 < 0 && !header.is_transactional()
+        {
             return Err(BatchError::Malformed(
-                "producer id and base sequence must both be set or both be -1",
+                "an idempotent batch needs a base sequence (only transactional batches may omit it)",
             ));
         }
         if compression == Compression::None {
@@ -271,6 +282,12 @@ impl BatchHeader {
 
     pub fn is_idempotent(&self) -> bool {
         !self.producer_id.is_none()
+    }
+
+    /// Whether the batch carries sequence numbers (and so takes part in
+    /// dedupe). Transactional offset commits carry a producer id without one.
+    pub fn is_sequenced(&self) -> bool {
+        self.is_idempotent() && self.base_sequence.0 >= 0
     }
 
     /// Writes every field into the first 61 bytes of `buf`, the inverse of

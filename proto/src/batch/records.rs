@@ -817,6 +817,8 @@ mod tests {
                     ])
                     .prop_map(move |compression| {
                         let (pid, epoch, seq) = producer.unwrap_or((-1, -1, -1));
+                        // A transactional batch always has a producer id.
+                        let transactional = transactional && producer.is_some();
                         BatchMeta {
                             base_offset: Offset(base_offset),
                             partition_leader_epoch: ple,
