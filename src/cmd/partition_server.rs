@@ -77,8 +77,10 @@ pub async fn run_until(
         partitions = registry.list().len(), fsync = ?args.fsync,
         %server_id, "partition server ready"
     );
+    // The bound address, not the flag: `--listen 127.0.0.1:0` registers the real port.
+    let bound = listener.local_addr()?;
     let registration = args.coordinator.clone().map(|coordinator| {
-        let address = args.listen.to_string();
+        let address = bound.to_string();
         tokio::spawn(coordinator_client::register_until_accepted(coordinator, server_id, address))
     });
     xo_partition_server::service::serve(registry, listener, shutdown)
