@@ -19,6 +19,7 @@
 
 pub mod append;
 pub mod ping;
+pub mod queue_gen;
 
 use std::future::Future;
 use std::sync::Arc;
