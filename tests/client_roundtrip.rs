@@ -199,3 +199,40 @@ async fn t30_seek_and_positions() {
     assert_eq!(first[0].offset.0, 0);
     assert_eq!(consumer.positions(), vec![(tp.clone(), first.last().unwrap().offset.next())]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t40_a_full_buffer_refuses_records_and_keeps_the_order_of_the_rest() {
+    // Proves: with a tiny buffer, sends beyond it fail at once with the
+    // retriable QueueFull, and every record that was taken in is written
+    // once, in the order of the send calls, including those that went
+    // through the waiting queue.
+    let server = Server::start(&[]);
+    create_partitions(&server).await;
+    let mut config = ProducerConfig::new(client_config(&server, 4));
+    config.batch_bytes = 1024;
+    config.buffer_bytes = 4096;
+    config.record_bytes_max = 1024;
+    config.linger = Duration::from_millis(1);
+    let producer = Producer::new(config).await.unwrap();
+    let sent: Vec<String> = (0..20_000).map(|i| format!("q{i:06}")).collect();
+    let pending: Vec<_> =
+        sent.iter().map(|v| producer.send(ProducerRecord::new(TOPIC, v).partition(0))).collect();
+    let mut acks = Acks::new();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for (v, ack) in sent.iter().zip(futures::future::join_all(pending).await) {
+        match ack {
+            Ok(meta) => {
+                acks.insert(v.clone(), (meta.partition, meta.offset.0));
+                accepted.push(v.clone());
+            }
+            Err(xo_client::Error::QueueFull { .. }) => refused += 1,
+            Err(e) => panic!("{v}: {e}"),
+        }
+    }
+    assert!(refused > 0, "the buffer never filled");
+    assert!(!accepted.is_empty());
+    producer.close().await.unwrap();
+    let records = consume(&server, accepted.len()).await;
+    check_exactly_once_in_order(&records, &acks, &accepted);
+}

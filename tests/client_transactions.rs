@@ -250,3 +250,40 @@ async fn t40_abortable_send_error_then_abort_and_retry() {
     .await;
     assert_eq!(read, vec!["ok".to_string()]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t50_admin_lists_and_aborts_an_open_transaction() {
+    // Proves: the admin client sees an open transaction with its partitions,
+    // an operator abort ends it (the LSO catches up, its record is never
+    // read committed) and fences its producer.
+    let (_cluster, config, admin) = start().await;
+    admin.create_topic(NewTopic::new("ops", 1)).await.unwrap();
+    let producer =
+        TransactionalProducer::new(ProducerConfig::new(config.clone()), "tx-ops").unwrap();
+    producer.init_transactions().await.unwrap();
+    producer.begin_transaction().unwrap();
+    producer.send(ProducerRecord::new("ops", "stuck")).await.unwrap();
+    let open = ListTransactionsFilter { states: vec!["Ongoing".into()], ..Default::default() };
+    let listed = admin.list_transactions(&open).await.unwrap();
+    let txn = listed.iter().find(|t| t.transactional_id == "tx-ops").expect("listed as Ongoing");
+    assert_eq!(txn.partitions, vec![TopicPartition::new("ops", 0)]);
+    assert!(txn.start_time_ms.is_some());
+    let offsets = admin.partition_offsets("ops", 0).await.unwrap();
+    assert!(offsets.last_stable_offset < offsets.high_watermark, "the open txn holds the LSO");
+    assert!(admin.find_hanging_transactions(&["ops"]).await.unwrap().is_empty(), "not overdue");
+
+    admin.abort_transaction("tx-ops").await.unwrap();
+    let deadline = Instant::now() + CONSUME_WAIT_MAX;
+    loop {
+        let o = admin.partition_offsets("ops", 0).await.unwrap();
+        if o.last_stable_offset == o.high_watermark {
+            break;
+        }
+        assert!(Instant::now() < deadline, "abort marker never landed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let error = producer.commit_transaction().await.unwrap_err();
+    assert!(error.is_fatal() && error.is_fenced(), "{error:?}");
+    let described = admin.describe_transaction("tx-ops").await.unwrap();
+    assert_ne!(described.state, "Ongoing");
+}

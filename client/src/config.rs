@@ -30,8 +30,9 @@ pub const BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// How long a batch waits for more records (Kafka's `linger.ms`, whose
 /// default became 5 ms in Kafka 4.0).
 pub const LINGER_DEFAULT: Duration = Duration::from_millis(5);
-/// Bytes of records buffered in the producer, sent or not yet sent, before
-/// `send` waits (Kafka's `buffer.memory`).
+/// Bytes of batches buffered in the producer, sent or not yet sent (Kafka's
+/// `buffer.memory`); as many bytes of records again may wait in the queue
+/// behind them before `send` refuses records with `QueueFull`.
 pub const BUFFER_BYTES_DEFAULT: usize = 32 * 1024 * 1024;
 /// Largest encoded record; bigger ones are refused before they are
 /// buffered (Kafka's `max.request.size`).
@@ -150,7 +151,8 @@ pub struct ProducerConfig {
     pub batch_bytes: usize,
     /// How long a batch waits for more records before it is sent.
     pub linger: Duration,
-    /// Bytes buffered before `send` waits.
+    /// Bytes of batches buffered (and, again, of records queued behind
+    /// them) before `send` refuses records.
     pub buffer_bytes: usize,
     pub record_bytes_max: usize,
     pub delivery_timeout: Duration,

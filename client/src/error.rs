@@ -3,7 +3,7 @@
 //!
 //! | class                   | meaning                                   | examples                                   |
 //! |-------------------------|-------------------------------------------|--------------------------------------------|
-//! | [`ErrorClass::Retriable`] | transient; the client already retried it with backoff and gives it back only when its deadline (request timeout, delivery timeout) passed. Trying again later may work. | transport errors, timeouts, `CONCURRENT_TRANSACTIONS`, `COORDINATOR_NOT_AVAILABLE`, `NOT_LEADER`, `UNSTABLE_OFFSET_COMMIT` |
+//! | [`ErrorClass::Retriable`] | transient; the client already retried it with backoff and gives it back only when its deadline (request timeout, delivery timeout) passed. Trying again later may work. | transport errors, timeouts, `CONCURRENT_TRANSACTIONS`, `COORDINATOR_NOT_AVAILABLE`, `NOT_LEADER`, `UNSTABLE_OFFSET_COMMIT`, a full producer queue |
 //! | [`ErrorClass::Abortable`] | the current transaction (or consumer generation) cannot complete: abort it, rewind the consumer to its committed offsets, and do the work again | a failed batch in a transaction, `INVALID_TXN_STATE`, `OUT_OF_ORDER_SEQUENCE`, `ILLEGAL_GENERATION`, `UNKNOWN_MEMBER_ID`, `REBALANCE_IN_PROGRESS` |
 //! | [`ErrorClass::Fatal`]     | the producer (or consumer) is unusable; drop it and make a new one | `PRODUCER_FENCED`, `INVALID_PRODUCER_EPOCH` (a newer instance owns the transactional id), corrupt data, a closed producer |
 //! | [`ErrorClass::Invalid`]   | the request can never succeed as made: fix the call | unknown topic, record too large, `TOPIC_ALREADY_EXISTS`, a method called in the wrong state |
@@ -60,6 +60,11 @@ pub enum Error {
     /// The topic exists but has no such partition.
     #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
     UnknownPartition { topic: String, partition: u32, partitions: u32 },
+    /// The producer's buffer and its queue of records waiting for it are
+    /// full: the record was not sent. Await earlier sends (or flush), then
+    /// send it again.
+    #[error("producer queue full ({bytes} bytes waiting); the record was not sent")]
+    QueueFull { bytes: usize },
     /// A single record is larger than a request may carry.
     #[error("record of {size} bytes exceeds the limit of {limit} bytes")]
     RecordTooLarge { size: usize, limit: usize },
@@ -93,7 +98,9 @@ impl Error {
     /// What to do about this error; see the module doc.
     pub fn class(&self) -> ErrorClass {
         match self {
-            Error::Transport { .. } | Error::Timeout { .. } => ErrorClass::Retriable,
+            Error::Transport { .. } | Error::Timeout { .. } | Error::QueueFull { .. } => {
+                ErrorClass::Retriable
+            }
             Error::Coordinator { code, .. } => coordinator_class(*code),
             Error::Partition { code, .. } => partition_class(*code),
             Error::Rpc { .. }

@@ -327,16 +327,6 @@ impl TransactionalProducer {
             }
         }
         self.engine().flush().await;
-        if self.engine().overflowing() > 0 {
-            // Sends issued before the commit that are not even queued: the
-            // transaction cannot know them. Their futures will fail.
-            let e = Error::State(
-                "records are waiting for buffer space; await their send futures before committing"
-                    .into(),
-            );
-            self.engine().state.lock().unwrap().poison(e.clone());
-            return Err(e.into_abortable());
-        }
         let deadline = self.engine().cluster.operation_deadline();
         let touched = {
             let state = self.engine().state.lock().unwrap();

@@ -15,7 +15,6 @@ pub(crate) mod sender;
 pub(crate) mod state;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -122,9 +121,6 @@ pub(crate) struct Engine {
     /// appended a waiting record.
     pub changed: Notify,
     memory: Arc<Semaphore>,
-    /// Sends whose record found even the waiting queue full: they wait for
-    /// room when polled, and every later send waits behind them.
-    overflowing: AtomicUsize,
 }
 
 /// What appending found.
@@ -140,24 +136,6 @@ enum Enqueued {
     Appended(Delivery),
     /// In the waiting queue; the appender fills the slot.
     Waiting(Arc<Slot<Result<Delivery>>>),
-    /// Not even queued: the waiting queue is full.
-    Overflow,
-}
-
-/// Counts a send in [`Enqueued::Overflow`] until its future ends.
-struct Overflowing<'a>(&'a AtomicUsize);
-
-impl<'a> Overflowing<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::AcqRel);
-        Overflowing(counter)
-    }
-}
-
-impl Drop for Overflowing<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Engine {
@@ -203,7 +181,6 @@ impl Engine {
             appender_wake: Notify::new(),
             changed: Notify::new(),
             memory,
-            overflowing: AtomicUsize::new(0),
         });
         let tasks =
             vec![tokio::spawn(sender::run(engine.clone())), tokio::spawn(appender(engine.clone()))];
@@ -212,8 +189,8 @@ impl Engine {
 
     /// Appends the record now if nothing waits before it, its topic's
     /// metadata is cached and buffer space is free; otherwise copies it into
-    /// the waiting queue (or reports the queue full).
-    fn enqueue(&self, record: &ProducerRecord<'_>, overflowed: bool) -> Result<Enqueued> {
+    /// the waiting queue; if that is full too, refuses it.
+    fn enqueue(&self, record: &ProducerRecord<'_>) -> Result<Enqueued> {
         let meta = self.cluster.cached_topic(record.topic);
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let record_ref =
@@ -224,9 +201,6 @@ impl Engine {
         }
         let mut state = self.state.lock().unwrap();
         state.check_send()?;
-        if !overflowed && self.overflowing.load(Ordering::Acquire) > 0 {
-            return Ok(Enqueued::Overflow);
-        }
         if state.waiting_is_empty()
             && let Some(meta) = &meta
         {
@@ -242,7 +216,13 @@ impl Engine {
             }
         }
         if state.waiting_bytes() + size > self.waiting_bytes_max {
-            return Ok(Enqueued::Overflow);
+            let full = Error::QueueFull { bytes: self.waiting_bytes_max };
+            if state.txn.is_some() {
+                // The transaction would commit without this record unless
+                // the application notices in time: make sure it cannot.
+                state.poison(full.clone());
+            }
+            return Err(full);
         }
         let slot = Arc::new(Slot::default());
         state.push_waiting(WaitingRecord {
@@ -329,26 +309,13 @@ impl Engine {
         // records keep the order of the `send` calls, and a commit or flush
         // includes every record sent before it, whenever (or whether) the
         // futures are awaited.
-        let enqueued = self.enqueue(&record, false);
-        let overflowing =
-            matches!(enqueued, Ok(Enqueued::Overflow)).then(|| Overflowing::new(&self.overflowing));
+        let enqueued = self.enqueue(&record);
         async move {
-            let _overflowing = overflowing;
-            let mut enqueued = enqueued?;
-            loop {
-                match enqueued {
-                    Enqueued::Appended(delivery) => return delivery.wait().await,
-                    Enqueued::Waiting(slot) => {
-                        let delivery = slot.wait().await.clone()?;
-                        return delivery.wait().await;
-                    }
-                    Enqueued::Overflow => {
-                        let changed = self.changed.notified();
-                        enqueued = self.enqueue(&record, true)?;
-                        if matches!(enqueued, Enqueued::Overflow) {
-                            changed.await;
-                        }
-                    }
+            match enqueued? {
+                Enqueued::Appended(delivery) => delivery.wait().await,
+                Enqueued::Waiting(slot) => {
+                    let delivery = slot.wait().await.clone()?;
+                    delivery.wait().await
                 }
             }
         }
@@ -365,12 +332,6 @@ impl Engine {
         for completion in completions {
             completion.wait().await;
         }
-    }
-
-    /// Sends that are not even queued yet (the buffer and the waiting queue
-    /// were full); a commit must not start while there are any.
-    pub(crate) fn overflowing(&self) -> usize {
-        self.overflowing.load(Ordering::Acquire)
     }
 
     /// Waits until `done` holds for the state (checked after every answer
@@ -623,15 +584,18 @@ impl Producer {
         Ok(Producer { handle: Arc::new(Handle { engine, tasks: Mutex::new(tasks) }) })
     }
 
-    /// Sends a record. The record is appended to its partition's batch at
-    /// once when the topic is known and buffer space is free (otherwise when
-    /// the future is first polled); the future resolves when the batch is
+    /// Sends a record; the future resolves when the record's batch is
     /// acknowledged, with the record's offset.
     ///
-    /// Records appended one after the other to the same partition are
-    /// written in that order. Records whose send had to wait are appended in
-    /// the order their futures are first polled, after every record already
-    /// appended.
+    /// The record is taken in by the call itself, not when the future is
+    /// polled: appended to its partition's batch at once when the topic is
+    /// known and buffer space is free, else copied into an ordered queue
+    /// that a background task appends from. Records of a partition are
+    /// therefore written in the order of the `send` calls, and a later
+    /// `flush` (or a transaction's commit) includes them, whether or not the
+    /// futures were awaited. When the buffer and that queue are both full
+    /// (`buffer_bytes` each), the future fails at once with
+    /// [`Error::QueueFull`] (retriable; nothing was sent).
     ///
     /// ```no_run
     /// # async fn run(producer: xo_client::Producer) -> xo_client::Result<()> {
