@@ -93,7 +93,7 @@ impl QueueGen {
         Key::new(format!("{topic}/{p}"))
     }
 
-    pub fn next(&mut self) -> Planned {
+    pub fn next_op(&mut self) -> Planned {
         if self.rng.chance(self.config.rebalance_probability) {
             return if self.rng.chance(0.5) {
                 let mut keys = self.keys();
@@ -139,7 +139,7 @@ mod tests {
 
     fn plan(seed: u64, n: usize) -> Vec<Planned> {
         let mut g = QueueGen::new(QueueGenConfig::default(), Rng::new(seed));
-        (0..n).map(|_| g.next()).collect()
+        (0..n).map(|_| g.next_op()).collect()
     }
 
     // Proves the plan is a function of the seed, transactions have 1..=4 micro-ops
