@@ -76,3 +76,19 @@ pub use transactional::TransactionalProducer;
 pub use types::{ConsumerGroupMetadata, RecordMetadata, TopicPartition};
 pub use xo_proto::batch::{Compression, RecordHeader};
 pub use xo_proto::{Offset, ProducerEpoch, ProducerId, Sequence};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn t10_handles_can_move_between_tasks() {
+        // Proves: producers and admin can be shared by tasks, a consumer
+        // moved into one.
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<crate::Producer>();
+        send_sync::<crate::TransactionalProducer>();
+        send_sync::<crate::Admin>();
+        send::<crate::Consumer>();
+        send_sync::<crate::Error>();
+    }
+}

@@ -456,21 +456,28 @@ impl ProducerState {
             if let Some(b) = p.queue.front_ready() {
                 wake_at = earliest(wake_at, b.created + delivery_timeout);
             }
-            if let Some(at) = p.in_flight.next_retry_at() {
-                wake_at = earliest(wake_at, at);
-            }
-            let has_retry = p.in_flight.next_retry_at().is_some_and(|at| at <= now);
+            let retry_at = p.in_flight.next_retry_at();
+            let has_retry = retry_at.is_some_and(|at| at <= now);
             let has_new = p.queue.front_ready().is_some() && p.in_flight.can_send_new();
-            if !has_retry && !has_new {
-                continue;
-            }
             if transactional && p.txn != TxnPartition::Added {
                 continue;
             }
+            // Without an address nothing can go: the metadata answer wakes
+            // the sender (waking for the retry time would spin).
             let Some(addr) = address(&p.topic, p.partition) else {
-                want_refresh.push(p.topic.clone());
+                if has_retry || has_new {
+                    want_refresh.push(p.topic.clone());
+                }
                 continue;
             };
+            if let Some(at) = retry_at
+                && at > now
+            {
+                wake_at = earliest(wake_at, at);
+            }
+            if !has_retry && !has_new {
+                continue;
+            }
             let batches = by_address.entry(addr).or_default();
             if has_retry {
                 let (base_sequence, batch) = p.in_flight.next_retry(now).expect("a retry is due");
@@ -1228,5 +1235,23 @@ mod tests {
         let plan = f.plan(later);
         let h = decode_batch(&plan.produce[0].request.batches[0].batch).unwrap().header;
         assert_eq!(h.base_sequence, Sequence(0), "the expired batch took no sequence");
+    }
+
+    #[test]
+    fn t22_a_due_retry_without_an_address_does_not_spin() {
+        // Proves: the planner never asks to be woken in the past (which
+        // would busy-loop the sender) while it waits for metadata.
+        let mut f = Fixture::new(false);
+        let t0 = Instant::now();
+        f.send(0, b"x", t0);
+        f.state.flush();
+        let plan = f.plan(t0);
+        let lost = Error::Transport { addr: ADDR.into(), message: "reset".into() };
+        f.state.on_produce_answer(&plan.produce[0].sent, Err(lost), t0);
+        f.state.on_refresh_answer(Ok(()), t0);
+        let later = t0 + Duration::from_secs(1);
+        let plan = f.state.plan(later, &|_, _| None);
+        assert!(plan.produce.is_empty());
+        assert!(plan.wake_at.is_none_or(|at| at > later), "{:?}", plan.wake_at);
     }
 }
