@@ -138,13 +138,22 @@ pub struct Cluster {
     epoch: Instant,
     procs: Vec<Mutex<Proc>>,
     exits: StdMutex<Vec<ProcessExit>>,
+    /// Extra flags per role, from the workload.
+    node_args: Vec<(Role, Vec<String>)>,
 }
 
 impl Cluster {
     /// A cluster of stopped nodes; `epoch` is the history's time 0.
     pub fn new(topology: Topology, xo: XoBinary, nodes_dir: PathBuf, epoch: Instant) -> Cluster {
         let procs = topology.nodes.iter().map(|_| Mutex::new(Proc::default())).collect();
-        Cluster { topology, xo, nodes_dir, epoch, procs, exits: StdMutex::new(Vec::new()) }
+        let exits = StdMutex::new(Vec::new());
+        Cluster { topology, xo, nodes_dir, epoch, procs, exits, node_args: Vec::new() }
+    }
+
+    /// Adds `args` to the command line of every node of `role`.
+    pub fn with_node_args(mut self, role: Role, args: Vec<String>) -> Cluster {
+        self.node_args.push((role, args));
+        self
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -174,6 +183,11 @@ impl Cluster {
             && let Some(coordinator) = self.topology.coordinator()
         {
             cmd.arg("--coordinator").arg(coordinator.addr.to_string());
+        }
+        for (role, args) in &self.node_args {
+            if *role == node.role {
+                cmd.args(args);
+            }
         }
         match failpoint {
             Some(site) => cmd.env(CRASH_AT_ENV, site),

@@ -30,7 +30,7 @@ use crate::recorder::Recorder;
 use crate::report;
 use crate::rng::Rng;
 use crate::schedule::{FaultKind, Schedule, ScheduleConfig};
-use crate::topology::Topology;
+use crate::topology::{Role, Topology};
 use crate::workload::{CONCURRENCY_MAX, Workload, WorkloadCtx};
 
 /// How long every node gets to listen at startup.
@@ -131,12 +131,11 @@ pub async fn run<W: Workload>(options: TestOptions, workload: W) -> anyhow::Resu
     let cancel_handle = Arc::new(cancel_handle);
     let interrupted = Arc::new(AtomicBool::new(false));
     let signals = tokio::spawn(watch_signals(cancel_handle.clone(), interrupted.clone()));
-    let cluster = Arc::new(Cluster::new(
-        topology.clone(),
-        xo.clone(),
-        options.out.join("nodes"),
-        recorder.start(),
-    ));
+    let cluster = Arc::new(
+        Cluster::new(topology.clone(), xo.clone(), options.out.join("nodes"), recorder.start())
+            .with_node_args(Role::Coordinator, workload.node_args(Role::Coordinator))
+            .with_node_args(Role::PartitionServer, workload.node_args(Role::PartitionServer)),
+    );
 
     let mut problems: Vec<String> = Vec::new();
     let outcome = drive(

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use crate::cancel::Cancel;
 use crate::recorder::Recorder;
 use crate::rng::Rng;
-use crate::topology::Topology;
+use crate::topology::{Role, Topology};
 
 /// Added to the transaction timeout to bound the time to recover after the heal: the
 /// nodes' restart and log recovery, the coordinator's timeout scan interval, and the
@@ -115,6 +115,12 @@ pub trait Workload: Send + Sync + 'static {
     /// [`RECOVERY_SLACK`] it bounds the time to recover after the heal.
     fn transaction_timeout(&self) -> Duration {
         TRANSACTION_TIMEOUT_DEFAULT
+    }
+
+    /// Extra command-line flags for every node of `role`, e.g. a coordinator's
+    /// `--expiry-check-interval-ms` for a workload with short transaction timeouts.
+    fn node_args(&self, _role: Role) -> Vec<String> {
+        Vec::new()
     }
 
     /// Prepares the cluster (topics, partitions). Nothing is recorded.
