@@ -498,73 +498,115 @@ async fn t31_find_hanging_reports_an_overdue_txn_and_operator_abort_ends_it() {
 
 // ---- t40: coordinator crashes --------------------------------------------------
 
-/// Runs one committed transaction over 2 topics with the coordinator armed
-/// to crash at `site`, restarts it unarmed, and checks the outcome.
-async fn commit_through_coordinator_crash(site: &str) {
+/// The transactions ended together in each crash test: (id, commit?).
+const CRASH_TXNS: [(&str, bool); 3] = [("t40-a", true), ("t40-b", false), ("t40-c", true)];
+
+/// Ends three transactions over 2 topics × 5 partitions at once (two
+/// commits, one abort) with the coordinator armed to crash at `site`,
+/// restarts it unarmed, retries every EndTxn as a client would, and checks
+/// that each transaction ended all-or-nothing with the outcome it asked for.
+async fn end_through_coordinator_crash(site: &str) {
     let mut cluster = Cluster::start(&[], &[("XO_CRASH_AT", site)]).await;
     let mut c = cluster.coordinator_client().await;
     create_topic(&mut c, "alpha", 3).await;
     create_topic(&mut c, "beta", 2).await;
     let places = placement(&mut c).await;
     let partitions = all_partitions(&[("alpha", 3), ("beta", 2)]);
-    let mut p = init(&mut c, "t40", 60_000).await;
-    assert_eq!(add(&mut c, &p, &partitions).await, CoordCode::None as i32);
-    let mut expected = BTreeMap::new();
-    for partition in &partitions {
-        let batch = values(site, partition, 4);
-        produce(&places, &mut p, partition, &batch).await;
-        expected.insert(partition.clone(), batch);
+    let mut producers = Vec::new();
+    for (id, _) in CRASH_TXNS {
+        let p = init(&mut c, id, 60_000).await;
+        assert_eq!(add(&mut c, &p, &partitions).await, CoordCode::None as i32);
+        producers.push(p);
     }
-    let before_end = p.clone();
-    // The reply may be lost (crash before answering): outcome unknown.
-    let request = EndTxnRequest {
-        transactional_id: p.transactional_id.clone(),
-        producer_id: p.producer_id,
-        producer_epoch: p.producer_epoch,
-        commit: true,
-    };
-    let first_answer = c.end_txn(request).await;
+    for partition in &partitions {
+        for p in producers.iter_mut() {
+            let batch = values(&format!("{site}/{}", p.transactional_id), partition, 3);
+            produce(&places, p, partition, &batch).await;
+        }
+    }
+    // All at once; some replies are lost in the crash: outcome unknown.
+    let ends: Vec<_> = producers
+        .iter()
+        .zip(CRASH_TXNS)
+        .map(|(p, (_, commit))| {
+            let mut c = c.clone();
+            let request = EndTxnRequest {
+                transactional_id: p.transactional_id.clone(),
+                producer_id: p.producer_id,
+                producer_epoch: p.producer_epoch,
+                commit,
+            };
+            tokio::spawn(async move { c.end_txn(request).await.is_ok() })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for end in ends {
+        answered.push(end.await.unwrap());
+    }
     let status = cluster.coordinator.wait_for_exit(Duration::from_secs(20));
     assert!(status.is_some_and(|s| !s.success()), "coordinator did not crash at {site}");
     if site == "coordinator::after_prepare_persisted" {
-        assert!(first_answer.is_err(), "crashed before answering, yet answered");
+        assert!(answered.contains(&false), "crashed before answering, yet all were answered");
     }
 
     cluster.coordinator.env.clear();
     cluster.coordinator.restart();
     cluster.wait_registered().await;
     let mut c = cluster.coordinator_client().await;
-    // The client's retry of EndTxn after the lost (or received) answer.
-    let mut retry = before_end.clone();
-    assert_eq!(end(&mut c, &mut retry, true).await, CoordCode::None as i32, "retry at {site}");
+    // The clients' retries, each with its transaction's own identity.
+    for (p, (id, commit)) in producers.iter_mut().zip(CRASH_TXNS) {
+        assert_eq!(end(&mut c, p, commit).await, CoordCode::None as i32, "retry of {id} at {site}");
+    }
     settle(&places, &partitions).await;
-    assert_committed(&places, &expected).await;
-    assert_eq!(describe_state(&mut c, "t40").await, "CompleteCommit");
+    for partition in &partitions {
+        let committed = read(&places, partition, IsolationLevel::ReadCommitted).await;
+        let uncommitted = read(&places, partition, IsolationLevel::ReadUncommitted).await;
+        for (id, commit) in CRASH_TXNS {
+            let expected = values(&format!("{site}/{id}"), partition, 3);
+            let mine = |all: &[String]| -> Vec<String> {
+                all.iter().filter(|v| expected.contains(v)).cloned().collect()
+            };
+            let visible = if commit { expected.clone() } else { vec![] };
+            assert_eq!(mine(&committed), visible, "{id} in {partition:?} read_committed");
+            assert_eq!(mine(&uncommitted), expected, "{id} in {partition:?} read_uncommitted");
+        }
+    }
+    for (id, commit) in CRASH_TXNS {
+        let state = if commit { "CompleteCommit" } else { "CompleteAbort" };
+        let deadline = Instant::now() + SETTLE_WAIT_MAX;
+        while describe_state(&mut c, id).await != state {
+            assert!(Instant::now() < deadline, "{id} never reached {state}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
-    // The producer carries on under the identity EndTxn handed it.
+    // A producer carries on under the identity EndTxn handed it.
+    let p = &mut producers[0];
     let a0 = tp("alpha", 0);
-    assert_eq!(add(&mut c, &retry, std::slice::from_ref(&a0)).await, CoordCode::None as i32);
+    assert_eq!(add(&mut c, p, std::slice::from_ref(&a0)).await, CoordCode::None as i32);
     let more = values("after", &a0, 1);
-    produce(&places, &mut retry, &a0, &more).await;
-    assert_eq!(end(&mut c, &mut retry, true).await, CoordCode::None as i32);
+    produce(&places, p, &a0, &more).await;
+    assert_eq!(end(&mut c, p, true).await, CoordCode::None as i32);
     settle(&places, std::slice::from_ref(&a0)).await;
-    expected.get_mut(&a0).unwrap().extend(more);
-    assert_committed(&places, &expected).await;
+    let committed = read(&places, &a0, IsolationLevel::ReadCommitted).await;
+    assert_eq!(committed.last(), more.last());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t40_coordinator_crash_after_prepare_persisted() {
-    // Proves: a coordinator killed right after PrepareCommit is durable (the
-    // client unanswered) commits everywhere after restart, and answers the
-    // client's retry with success.
-    commit_through_coordinator_crash("coordinator::after_prepare_persisted").await;
+    // Proves: a coordinator killed right after a PrepareCommit/PrepareAbort
+    // is durable (that client unanswered, two other transactions ending at
+    // the same moment) ends every transaction everywhere with the outcome
+    // asked for after restart, and answers every retry with success.
+    end_through_coordinator_crash("coordinator::after_prepare_persisted").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn t41_coordinator_crash_after_some_markers() {
     // Proves: a coordinator killed when some but not all partitions have
-    // their commit marker finishes the commit on the rest after restart.
-    commit_through_coordinator_crash("coordinator::after_some_markers").await;
+    // their markers finishes every transaction on the rest after restart,
+    // all-or-nothing for readers.
+    end_through_coordinator_crash("coordinator::after_some_markers").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -572,7 +614,7 @@ async fn t42_coordinator_crash_before_complete_persisted() {
     // Proves: a coordinator killed after every marker landed but before
     // CompleteCommit is durable re-sends markers harmlessly (no duplicate
     // marker effect) and completes after restart.
-    commit_through_coordinator_crash("coordinator::before_complete_persisted").await;
+    end_through_coordinator_crash("coordinator::before_complete_persisted").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -648,6 +690,47 @@ async fn t50_markers_land_after_a_partition_server_restarts() {
     assert_committed(&places, &expected).await;
     let deadline = Instant::now() + SETTLE_WAIT_MAX;
     while describe_state(&mut c, "t50").await != "CompleteCommit" {
+        assert!(Instant::now() < deadline, "commit never completed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t51_partition_server_crash_between_marker_append_and_lso_update() {
+    // Proves: a partition server that dies right after appending a commit
+    // marker, before updating its LSO (failpoint), recovers the marker from
+    // its log; the coordinator's retried marker is acknowledged without a
+    // second effect, and the transaction reads committed everywhere.
+    let mut cluster = Cluster::start(&[], &[]).await;
+    let mut c = cluster.coordinator_client().await;
+    create_topic(&mut c, "alpha", 3).await;
+    let places = placement(&mut c).await;
+    let partitions = all_partitions(&[("alpha", 3)]);
+    let victim_address = places[&tp("alpha", 2)].clone();
+    {
+        let victim = cluster.server_at(&victim_address);
+        victim.kill_9();
+        victim.env = vec![("XO_CRASH_AT".into(), "partition::after_marker_append".into())];
+        victim.restart();
+    }
+    let mut p = init(&mut c, "t51", 60_000).await;
+    assert_eq!(add(&mut c, &p, &partitions).await, CoordCode::None as i32);
+    let mut expected = BTreeMap::new();
+    for partition in &partitions {
+        let batch = values("marker-crash", partition, 3);
+        produce(&places, &mut p, partition, &batch).await;
+        expected.insert(partition.clone(), batch);
+    }
+    assert_eq!(end(&mut c, &mut p, true).await, CoordCode::None as i32);
+    let victim = cluster.server_at(&victim_address);
+    let status = victim.wait_for_exit(Duration::from_secs(20));
+    assert!(status.is_some_and(|s| !s.success()), "partition server did not crash at its marker");
+    victim.env.clear();
+    victim.restart();
+    settle(&places, &partitions).await;
+    assert_committed(&places, &expected).await;
+    let deadline = Instant::now() + SETTLE_WAIT_MAX;
+    while describe_state(&mut c, "t51").await != "CompleteCommit" {
         assert!(Instant::now() < deadline, "commit never completed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
