@@ -615,7 +615,12 @@ impl Coordinator {
         for transactional_id in ids {
             let Some(slot) = self.existing_slot(&transactional_id) else { continue };
             let mut guard = slot.lock().await;
-            let Some(meta) = guard.as_mut() else { continue };
+            let Some(meta) = guard.as_mut() else {
+                // A slot whose first InitProducerId failed to persist.
+                drop(guard);
+                self.forget_if_dead(&transactional_id, &slot);
+                continue;
+            };
             if !meta.has_producer_id() {
                 continue;
             }
