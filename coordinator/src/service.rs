@@ -163,11 +163,34 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // Accepted sockets need TCP_NODELAY set here: the builder's `tcp_nodelay`
+    // applies only to listeners tonic binds itself, and without it small
+    // responses wait ~40 ms for Nagle plus delayed ACK.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    serve_with_incoming(coordinator, incoming, shutdown).await
+}
+
+/// [`serve`] on any stream of accepted connections: what the deterministic
+/// simulation uses to serve over its simulated network.
+pub async fn serve_with_incoming<I, IO, IE>(
+    coordinator: Arc<Coordinator>,
+    incoming: I,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio_stream::Stream<Item = Result<IO, IE>>,
+    IO: tokio::io::AsyncRead
+        + tokio::io::AsyncWrite
+        + tonic::transport::server::Connected
+        + Unpin
+        + Send
+        + 'static,
+    IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(xo_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let expiry = tokio::spawn(coordinator.clone().run_expiry());
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let result = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(reflection)
