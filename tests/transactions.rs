@@ -418,7 +418,9 @@ async fn t30_transaction_past_its_timeout_is_aborted_and_fenced() {
     create_topic(&mut c, "alpha", 2).await;
     let places = placement(&mut c).await;
     let partitions = all_partitions(&[("alpha", 2)]);
-    let mut p = init(&mut c, "t30", 1_000).await;
+    // Long enough that the LSO check below runs before the abort, even on
+    // a loaded machine.
+    let mut p = init(&mut c, "t30", 2_000).await;
     assert_eq!(add(&mut c, &p, &partitions).await, CoordCode::None as i32);
     for partition in &partitions {
         produce(&places, &mut p, partition, &values("doomed", partition, 2)).await;
