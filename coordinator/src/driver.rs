@@ -19,6 +19,7 @@ use xo_proto::{ProducerEpoch, ProducerId};
 
 use crate::error::{CoordinatorError, ServiceError};
 use crate::failpoints;
+use crate::groups::Groups;
 use crate::markers::{MarkerSet, MarkerWriter, PartitionLocator, Placement};
 use crate::partition_client::PartitionClients;
 use crate::store::{ServerRecord, Store, TopicRecord, TopicSettings};
@@ -122,6 +123,9 @@ pub struct Coordinator {
     /// Serialises CreateTopic / DeleteTopic.
     topic_admin: tokio::sync::Mutex<()>,
     markers: MarkerWriter<PartitionClients>,
+    /// Consumer groups and their offsets (told by the marker task when a
+    /// transaction's markers are written: its pending offsets settle).
+    groups: Groups,
 }
 
 impl Coordinator {
@@ -146,6 +150,7 @@ impl Coordinator {
             metadata: RwLock::new(ClusterMetadata { topics, servers }),
             topic_admin: tokio::sync::Mutex::new(()),
             markers: MarkerWriter::new(PartitionClients::new(), epoch),
+            groups: Groups::new(),
         });
         let mut resumed = 0;
         for record in records {
@@ -178,6 +183,10 @@ impl Coordinator {
 
     pub fn config(&self) -> &CoordinatorConfig {
         &self.config
+    }
+
+    pub fn groups(&self) -> &Groups {
+        &self.groups
     }
 
     pub fn stats(&self) -> CoordinatorStats {
@@ -734,6 +743,9 @@ impl Coordinator {
         tokio::spawn(async move {
             let report = this.markers.write(&*this, &set).await;
             tracing::debug!(txn = %set.txn(), ?report, "markers written");
+            // The outcome is in every partition's log now, `__consumer_offsets`
+            // included: the transaction's pending group offsets settle.
+            this.groups.txn_markers_written(&set);
             this.complete_markers(&set).await;
         });
     }

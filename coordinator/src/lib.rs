@@ -25,12 +25,16 @@
 //!   expiry; restart.
 //! - [`markers`]: the marker writer (grouped per server, retried until
 //!   acknowledged); [`partition_client`]: the calls to partition servers.
+//! - [`groups`]: consumer groups — membership, generations and assignors
+//!   (pure), and committed offsets kept in `__consumer_offsets` (a pure
+//!   mirror plus the reads and writes of that topic).
 //! - [`handlers`] (one file per RPC) and [`service`] (gRPC, reflection).
 //! - [`failpoints`]: the crash sites of two-phase commit.
 
 pub mod driver;
 pub mod error;
 pub mod failpoints;
+pub mod groups;
 pub mod handlers;
 pub mod markers;
 pub mod partition_client;

@@ -119,35 +119,35 @@ impl coordinator_service_server::CoordinatorService for CoordinatorService {
         Ok(Response::new(handlers::find_hanging::handle(&self.coordinator, r.into_inner()).await))
     }
 
-    async fn join_group(&self, _: Request<JoinGroupRequest>) -> Answer<JoinGroupResponse> {
-        Err(groups::not_built())
+    async fn join_group(&self, r: Request<JoinGroupRequest>) -> Answer<JoinGroupResponse> {
+        Ok(Response::new(groups::join_group(&self.coordinator, r.into_inner()).await))
     }
 
-    async fn sync_group(&self, _: Request<SyncGroupRequest>) -> Answer<SyncGroupResponse> {
-        Err(groups::not_built())
+    async fn sync_group(&self, r: Request<SyncGroupRequest>) -> Answer<SyncGroupResponse> {
+        Ok(Response::new(groups::sync_group(&self.coordinator, r.into_inner()).await))
     }
 
-    async fn heartbeat(&self, _: Request<HeartbeatRequest>) -> Answer<HeartbeatResponse> {
-        Err(groups::not_built())
+    async fn heartbeat(&self, r: Request<HeartbeatRequest>) -> Answer<HeartbeatResponse> {
+        Ok(Response::new(groups::heartbeat(&self.coordinator, r.into_inner()).await))
     }
 
-    async fn leave_group(&self, _: Request<LeaveGroupRequest>) -> Answer<LeaveGroupResponse> {
-        Err(groups::not_built())
+    async fn leave_group(&self, r: Request<LeaveGroupRequest>) -> Answer<LeaveGroupResponse> {
+        Ok(Response::new(groups::leave_group(&self.coordinator, r.into_inner()).await))
     }
 
-    async fn offset_commit(&self, _: Request<OffsetCommitRequest>) -> Answer<OffsetCommitResponse> {
-        Err(groups::not_built())
+    async fn offset_commit(&self, r: Request<OffsetCommitRequest>) -> Answer<OffsetCommitResponse> {
+        Ok(Response::new(groups::offset_commit(&self.coordinator, r.into_inner()).await))
     }
 
     async fn txn_offset_commit(
         &self,
-        _: Request<TxnOffsetCommitRequest>,
+        r: Request<TxnOffsetCommitRequest>,
     ) -> Answer<TxnOffsetCommitResponse> {
-        Err(groups::not_built())
+        Ok(Response::new(groups::txn_offset_commit(&self.coordinator, r.into_inner()).await))
     }
 
-    async fn offset_fetch(&self, _: Request<OffsetFetchRequest>) -> Answer<OffsetFetchResponse> {
-        Err(groups::not_built())
+    async fn offset_fetch(&self, r: Request<OffsetFetchRequest>) -> Answer<OffsetFetchResponse> {
+        Ok(Response::new(groups::offset_fetch(&self.coordinator, r.into_inner()).await))
     }
 }
 
@@ -157,7 +157,8 @@ pub async fn open(data_dir: &Path, config: CoordinatorConfig) -> Result<Arc<Coor
 }
 
 /// Serves `coordinator` on `listener` until `shutdown` completes, with gRPC
-/// reflection and the periodic expiry of timed-out transactions and idle ids.
+/// reflection, the periodic expiry of timed-out transactions and idle ids,
+/// and the consumer groups' session checks and chores.
 pub async fn serve(
     coordinator: Arc<Coordinator>,
     listener: tokio::net::TcpListener,
@@ -191,6 +192,7 @@ where
         .register_encoded_file_descriptor_set(xo_proto::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let expiry = tokio::spawn(coordinator.clone().run_expiry());
+    let group_ticks = tokio::spawn(crate::groups::run(coordinator.clone()));
     let result = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(reflection)
@@ -198,6 +200,7 @@ where
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
     expiry.abort();
+    group_ticks.abort();
     result?;
     Ok(())
 }

@@ -1,0 +1,180 @@
+//! The coordinator's reads and writes of `__consumer_offsets` on the
+//! partition servers: Produce one batch, Fetch (read_committed) from an
+//! offset, ListOffsets for the log start. One lazily connected channel per
+//! address. The partition service's wire types stop here.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tonic::transport::{Channel, Endpoint};
+use xo_proto::Offset;
+use xo_proto::partition::partition_service_client::PartitionServiceClient;
+use xo_proto::partition::{
+    ErrorCode, FetchRequest, IsolationLevel, ListOffsetsRequest, PartitionBatch, ProduceRequest,
+    list_offsets_request::Spec,
+};
+
+use super::offsets::WriteOutcome;
+
+/// A write or read that does not answer within this has an unknown outcome.
+pub const OFFSETS_CALL_TIMEOUT_MS_MAX: u64 = 10_000;
+/// Bytes asked for per read-back fetch.
+pub const READ_BACK_FETCH_BYTES_MAX: u32 = 4 * 1024 * 1024;
+const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Largest fetch answer accepted (a fetch returns at least one whole batch,
+/// which may be larger than asked for).
+const FETCH_ANSWER_BYTES_MAX: usize = 64 << 20;
+
+/// A failed append: the outcome the groups' state needs, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendFailure {
+    /// [`WriteOutcome::Refused`] or [`WriteOutcome::Unknown`].
+    pub outcome: WriteOutcome,
+    /// The partition's refusal code, if it answered.
+    pub code: Option<ErrorCode>,
+    pub message: String,
+}
+
+/// One read-back answer.
+#[derive(Clone, Debug)]
+pub struct Chunk {
+    pub batches: Vec<Bytes>,
+    pub next_offset: Offset,
+    pub high_watermark: Offset,
+    pub last_stable_offset: Offset,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchFailure {
+    /// The offset is before the log start (or past the end).
+    OutOfRange,
+    Other(String),
+}
+
+#[derive(Default)]
+pub struct OffsetsLog {
+    /// std Mutex: held only to clone a channel out, never across a call.
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl OffsetsLog {
+    pub fn new() -> OffsetsLog {
+        OffsetsLog::default()
+    }
+
+    fn client(&self, address: &str) -> Result<PartitionServiceClient<Channel>, String> {
+        let mut channels = self.channels.lock().unwrap();
+        let channel = match channels.get(address) {
+            Some(channel) => channel.clone(),
+            None => {
+                let endpoint = Endpoint::from_shared(format!("http://{address}"))
+                    .map_err(|e| format!("bad partition server address {address:?}: {e}"))?
+                    .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
+                    .tcp_nodelay(true);
+                let channel = endpoint.connect_lazy();
+                channels.insert(address.to_string(), channel.clone());
+                channel
+            }
+        };
+        Ok(PartitionServiceClient::new(channel).max_decoding_message_size(FETCH_ANSWER_BYTES_MAX))
+    }
+
+    /// Appends `batch` to `__consumer_offsets`-`partition`; its base offset.
+    pub async fn append(
+        &self,
+        address: &str,
+        topic: &str,
+        partition: u32,
+        batch: Bytes,
+    ) -> Result<Offset, AppendFailure> {
+        let unknown =
+            |message: String| AppendFailure { outcome: WriteOutcome::Unknown, code: None, message };
+        let mut client = self.client(address).map_err(unknown)?;
+        let request = ProduceRequest {
+            batches: vec![PartitionBatch { topic: topic.to_string(), partition, batch }],
+        };
+        let response = timed(client.produce(request)).await.map_err(unknown)?;
+        let Some(result) = response.results.into_iter().find(|r| r.partition == partition) else {
+            return Err(unknown(format!(
+                "{address} answered without a result for {topic}-{partition}"
+            )));
+        };
+        match ErrorCode::try_from(result.error) {
+            Ok(ErrorCode::None) => {
+                assert!(result.base_offset >= 0, "an appended batch has an offset");
+                Ok(Offset(result.base_offset))
+            }
+            code => Err(AppendFailure {
+                outcome: WriteOutcome::Refused,
+                code: code.ok(),
+                message: format!("{topic}-{partition} on {address}: {}", result.error_message),
+            }),
+        }
+    }
+
+    /// A read_committed fetch from `offset`, not waiting for new data.
+    pub async fn fetch(
+        &self,
+        address: &str,
+        topic: &str,
+        partition: u32,
+        offset: Offset,
+    ) -> Result<Chunk, FetchFailure> {
+        let mut client = self.client(address).map_err(FetchFailure::Other)?;
+        let request = FetchRequest {
+            topic: topic.to_string(),
+            partition,
+            offset: offset.0,
+            max_bytes: READ_BACK_FETCH_BYTES_MAX,
+            max_wait_ms: 0,
+            isolation: IsolationLevel::ReadCommitted as i32,
+        };
+        let response = timed(client.fetch(request)).await.map_err(FetchFailure::Other)?;
+        match ErrorCode::try_from(response.error) {
+            Ok(ErrorCode::None) => Ok(Chunk {
+                batches: response.batches,
+                next_offset: Offset(response.next_offset),
+                high_watermark: Offset(response.high_watermark),
+                last_stable_offset: Offset(response.last_stable_offset),
+            }),
+            Ok(ErrorCode::OffsetOutOfRange) => Err(FetchFailure::OutOfRange),
+            _ => Err(FetchFailure::Other(format!(
+                "{topic}-{partition} on {address}: {}",
+                response.error_message
+            ))),
+        }
+    }
+
+    /// The first offset still in the partition's log.
+    pub async fn log_start(
+        &self,
+        address: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Offset, String> {
+        let mut client = self.client(address)?;
+        let request = ListOffsetsRequest {
+            topic: topic.to_string(),
+            partition,
+            spec: Some(Spec::Earliest(true)),
+            isolation: IsolationLevel::ReadCommitted as i32,
+        };
+        let response = timed(client.list_offsets(request)).await?;
+        if response.error != ErrorCode::None as i32 {
+            return Err(format!("{topic}-{partition} on {address}: {}", response.error_message));
+        }
+        Ok(Offset(response.offset.max(response.log_start_offset)))
+    }
+}
+
+async fn timed<T>(
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(Duration::from_millis(OFFSETS_CALL_TIMEOUT_MS_MAX), call).await {
+        Ok(Ok(response)) => Ok(response.into_inner()),
+        Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
+        Err(_) => Err(format!("no answer within {OFFSETS_CALL_TIMEOUT_MS_MAX} ms")),
+    }
+}
