@@ -150,8 +150,14 @@ impl<B> InFlight<B> {
         assert!(record_count > 0, "a batch holds at least one record");
         let base_sequence = self.next_sequence;
         if let Some(last) = self.slots.back() {
-            // Contiguity: the partition accepts nothing else.
-            assert_eq!(last.base_sequence.plus(last.record_count), base_sequence);
+            // Contiguity: the partition accepts nothing else. The newest
+            // unresolved batch ends where this one starts, or before it when
+            // batches after it were acknowledged first (answers to
+            // concurrent requests may arrive in any order).
+            let end = last.base_sequence.plus(last.record_count);
+            let gap =
+                (i64::from(base_sequence.0) - i64::from(end.0)).rem_euclid(i64::from(i32::MAX) + 1);
+            assert!(gap < i64::from(i32::MAX) / 2, "a new batch starts after every sent one");
         }
         self.next_sequence = base_sequence.plus(record_count);
         let sent_behind = !self.slots.is_empty();
@@ -417,6 +423,28 @@ mod tests {
         answer(&mut f, 0, Ok(Offset(7)), later, &mut done);
         assert_eq!(done, vec![(1, Ok(Offset(8))), (0, Ok(Offset(7)))]);
         assert!(f.is_empty() && f.can_send_new());
+    }
+
+    #[test]
+    fn t19_acknowledgements_out_of_order_do_not_break_the_next_send() {
+        // Proves: answers to concurrent produce calls may come back in any
+        // order; with batch 0 still in flight and 1 and 2 acknowledged, the
+        // next batch continues the sequence after 2 (this used to trip the
+        // contiguity assertion, killing the sender under load).
+        let t0 = Instant::now();
+        let mut f = InFlight::new(config());
+        for i in 0..3 {
+            f.send_new(1, t0, i);
+        }
+        let mut done = Vec::new();
+        answer(&mut f, 2, Ok(Offset(12)), t0, &mut done);
+        answer(&mut f, 1, Ok(Offset(11)), t0, &mut done);
+        assert!(f.can_send_new());
+        assert_eq!(f.send_new(1, t0, 3), Sequence(3));
+        answer(&mut f, 0, Ok(Offset(10)), t0, &mut done);
+        answer(&mut f, 3, Ok(Offset(13)), t0, &mut done);
+        assert_eq!(done.len(), 4);
+        assert!(f.is_empty());
     }
 
     #[test]
