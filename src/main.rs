@@ -1,9 +1,12 @@
-//! The `xo` command: runs xo's server roles and, in later issues, the
-//! client tools. Each subcommand lives in `cmd/`, one file per role.
+//! The `xo` command: runs xo's server roles (`partition-server`,
+//! `coordinator`, `dev`) and the client tools (`topic`, `produce`,
+//! `consume`, `txn`, `producers`). Each subcommand lives in `cmd/`, one
+//! file per command.
 
 mod cmd;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// xo: an exactly-once transactional log.
 #[derive(Parser)]
@@ -23,6 +26,16 @@ enum Command {
     /// Run a development cluster in one process: a coordinator and N partition
     /// servers on 127.0.0.1, data kept in one folder. Ctrl-C stops it.
     Dev(cmd::dev::Args),
+    /// Create, list, describe and delete topics.
+    Topic(cmd::topic::Args),
+    /// Write stdin to a topic, one record per line.
+    Produce(cmd::produce::Args),
+    /// Print a topic's records, one per line.
+    Consume(cmd::consume::Args),
+    /// List, describe and abort transactions; find hanging ones.
+    Txn(cmd::txn::Args),
+    /// Show the producer state a partition keeps.
+    Producers(cmd::producers::Args),
 }
 
 fn init_tracing(default_filter: &str) {
@@ -32,7 +45,19 @@ fn init_tracing(default_filter: &str) {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if e.use_stderr()
+                && e.kind() != ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            // Errors are one line; help and version print as clap has them.
+            let words: Vec<String> = std::env::args().collect();
+            eprintln!("{}", cmd::usage_error_line(&e, &Cli::command(), &words));
+            return std::process::ExitCode::from(2);
+        }
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -53,6 +78,26 @@ fn main() -> std::process::ExitCode {
             Command::Dev(args) => {
                 init_tracing("warn");
                 cmd::dev::run(args).await
+            }
+            Command::Topic(args) => {
+                init_tracing("warn");
+                cmd::topic::run(args).await
+            }
+            Command::Produce(args) => {
+                init_tracing("warn");
+                cmd::produce::run(args).await
+            }
+            Command::Consume(args) => {
+                init_tracing("warn");
+                cmd::consume::run(args).await
+            }
+            Command::Txn(args) => {
+                init_tracing("warn");
+                cmd::txn::run(args).await
+            }
+            Command::Producers(args) => {
+                init_tracing("warn");
+                cmd::producers::run(args).await
             }
         }
     });
