@@ -275,18 +275,15 @@ fn readme_usage_commands() -> Vec<String> {
 }
 
 /// The README's commands run here: all of them but `dev` (the test runs
-/// its own cluster) and, without consumer groups, the `--group` ones.
-fn readme_commands_to_run(with_groups: bool) -> Vec<String> {
+/// its own cluster).
+fn readme_commands_to_run() -> Vec<String> {
     let commands = readme_usage_commands();
     assert!(
         commands.iter().any(|c| c == &format!("{README_PROGRAM} dev")),
         "README Usage starts the cluster with `{README_PROGRAM} dev`"
     );
-    let commands: Vec<String> = commands
-        .into_iter()
-        .filter(|c| c != &format!("{README_PROGRAM} dev"))
-        .filter(|c| with_groups || !c.contains("--group"))
-        .collect();
+    let commands: Vec<String> =
+        commands.into_iter().filter(|c| c != &format!("{README_PROGRAM} dev")).collect();
     for c in &commands {
         assert!(c.contains(README_PROGRAM), "README command {c:?} does not run xo as documented");
     }
@@ -305,13 +302,11 @@ const README_VALUES: [&str; 6] = ["hello", "hola", "bonjour", "hi", "salut", "ha
 
 #[test]
 fn t10_readme_usage_round_trip() {
-    // Proves: the README's topic / produce / consume / txn / producers
+    // Proves: the README's topic / produce / consume (also by group) / txn / producers
     // commands, run as written against `xo dev`, do what the README says.
     let dev = Dev::start();
-    let outputs: Vec<Output> = readme_commands_to_run(false)
-        .iter()
-        .map(|line| shell(line, &dev.bootstrap()).ok())
-        .collect();
+    let outputs: Vec<Output> =
+        readme_commands_to_run().iter().map(|line| shell(line, &dev.bootstrap()).ok()).collect();
 
     let created = output_of(&outputs, &["topic create greetings"]);
     assert_eq!(created.stdout.trim(), "created topic greetings with 3 partitions");
@@ -351,6 +346,15 @@ fn t10_readme_usage_round_trip() {
         assert_eq!(r["key"], expected_key, "{r}");
     }
 
+    // The group's first run prints every record and commits; the second,
+    // same group, sees nothing new.
+    let groups: Vec<&Output> = outputs.iter().filter(|o| o.line.contains("--group")).collect();
+    assert_eq!(groups.len(), 2, "README shows two runs of one group");
+    let first: BTreeSet<&str> = groups[0].stdout_lines().into_iter().collect();
+    assert_eq!(first, README_VALUES.into_iter().collect::<BTreeSet<_>>());
+    assert_eq!(groups[0].stdout_lines().len(), 6);
+    assert!(groups[1].stdout.is_empty(), "second run: nothing new, got {}", groups[1].stdout);
+
     let txns = output_of(&outputs, &["txn list"]);
     let greeter = txns
         .stdout_lines()
@@ -368,26 +372,6 @@ fn t10_readme_usage_round_trip() {
     assert!(producers.stdout.starts_with("PRODUCER ID"), "{}", producers.stdout);
     let hanging = output_of(&outputs, &["txn find-hanging"]);
     assert_eq!(hanging.stdout_lines().len(), 1, "no hanging transaction: {}", hanging.stdout);
-}
-
-#[test]
-#[ignore = "needs consumer groups in the coordinator (JoinGroup & co. answer `not built yet`); \
-            run with --ignored once they land"]
-fn t11_readme_consumer_group_commands() {
-    // Proves: the README's `consume --group` pair: the first run prints
-    // every record and commits; the second, same group, sees nothing new.
-    let dev = Dev::start();
-    let commands = readme_commands_to_run(true);
-    let mut outputs = Vec::new();
-    for line in &commands {
-        outputs.push(shell(line, &dev.bootstrap()).ok());
-    }
-    let groups: Vec<&Output> = outputs.iter().filter(|o| o.line.contains("--group")).collect();
-    assert_eq!(groups.len(), 2, "README shows two runs of one group");
-    let first: BTreeSet<&str> = groups[0].stdout_lines().into_iter().collect();
-    assert_eq!(first, README_VALUES.into_iter().collect::<BTreeSet<_>>());
-    assert_eq!(groups[0].stdout_lines().len(), 6);
-    assert!(groups[1].stdout.is_empty(), "second run: nothing new, got {}", groups[1].stdout);
 }
 
 // ---- errors -----------------------------------------------------------------
