@@ -103,8 +103,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .name("xo-produce-stdin".into())
         .spawn(move || read_stdin(&reader_mailbox))?;
 
-    let mut run =
-        Run { args: &args, sink: &sink, done: Tally::default(), txn: None, settled_up_to: 0 };
+    let mut run = Run {
+        args: &args,
+        sink: &sink,
+        done: Tally::default(),
+        txn: None,
+        settled_up_to: 0,
+        sent_up_to: 0,
+    };
     let outcome = tokio::select! {
         outcome = run.stream(&mailbox) => outcome,
         _ = super::shutdown_signal() => Err(Stop::Interrupted),
@@ -219,6 +225,8 @@ struct Run<'a> {
     txn: Option<OpenTxn>,
     /// Every line up to this one was acknowledged (idempotent producer).
     settled_up_to: u64,
+    /// The last line handed to the producer.
+    sent_up_to: u64,
 }
 
 impl Run<'_> {
@@ -267,6 +275,9 @@ impl Run<'_> {
         let args = self.args;
         let acks: Vec<_> =
             chunk.lines.iter().map(|line| producer.send(record(args, line))).collect();
+        if !chunk.lines.is_empty() {
+            self.sent_up_to = chunk.first_line + chunk.lines.len() as u64 - 1;
+        }
         let mut refused = Vec::new();
         let mut cause = None;
         for (i, ack) in acks.into_iter().enumerate() {
@@ -387,7 +398,9 @@ impl Run<'_> {
     /// The one-line error for `stop`, after aborting the open transaction
     /// where that is still possible.
     async fn report(&mut self, stop: Stop) -> String {
-        let done = if self.done.records == 0 {
+        let done = if self.done.records == 0 && self.args.transactional_id.is_some() {
+            "nothing was committed".to_string()
+        } else if self.done.records == 0 {
             "nothing was acknowledged".to_string()
         } else if self.args.transactional_id.is_some() {
             format!("committed: {}", self.summary())
@@ -435,10 +448,12 @@ impl Run<'_> {
                             txn.first_line
                         )
                     }
-                    None => format!(
-                        ", lines after {} may or may not have been written",
-                        self.settled_up_to
+                    None if self.sent_up_to > self.settled_up_to => format!(
+                        ", lines {}-{} may or may not have been written",
+                        self.settled_up_to + 1,
+                        self.sent_up_to
                     ),
+                    None => String::new(),
                 };
                 format!("interrupted{fate}; {done}")
             }
