@@ -27,6 +27,8 @@ use xo_jepsen::runner::{self, TestOptions, Verdict};
 use xo_jepsen::schedule::{FaultKind, FaultKinds};
 use xo_jepsen::workload::append::Append;
 use xo_jepsen::workload::ping::Ping;
+use xo_jepsen::workload::pipeline::Pipeline;
+use xo_jepsen::workload::queue::Queue;
 
 #[derive(Parser)]
 #[command(name = "xo-jepsen", about = "xo fault-injection suite")]
@@ -59,7 +61,7 @@ struct TestArgs {
     nemesis: FaultKinds,
     /// noop (alias ping: pings the nodes), append (raw appends and read-back: lost
     /// and duplicate writes), queue, pipeline. noop and append need no client library.
-    #[arg(long, default_value = "noop")]
+    #[arg(long, default_value = "queue")]
     workload: String,
     /// Seed of the nemesis schedule and the workload (default: from the clock).
     #[arg(long)]
@@ -112,15 +114,8 @@ fn main() -> ExitCode {
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 fn test(args: TestArgs) -> anyhow::Result<u8> {
-    if !matches!(args.workload.as_str(), "noop" | "ping" | "append") {
-        match args.workload.as_str() {
-            "queue" | "pipeline" => bail!(
-                "the {} workload needs the xo client library (client/), which is not usable yet; \
-                 run --workload noop meanwhile",
-                args.workload
-            ),
-            other => bail!("unknown workload {other:?}: noop, append, queue, pipeline"),
-        }
+    if !matches!(args.workload.as_str(), "noop" | "ping" | "append" | "queue" | "pipeline") {
+        bail!("unknown workload {:?}: noop, append, queue, pipeline", args.workload);
     }
     if !(args.time_limit > 0.0 && args.time_limit <= runner::TIME_LIMIT_MAX.as_secs_f64()) {
         bail!("--time-limit must be in (0, {}] seconds", runner::TIME_LIMIT_MAX.as_secs());
@@ -191,6 +186,8 @@ fn test(args: TestArgs) -> anyhow::Result<u8> {
 async fn run_inside(options: TestOptions) -> anyhow::Result<u8> {
     let verdict = match options.workload.as_str() {
         "append" => runner::run(options, Append::default()).await?,
+        "queue" => runner::run(options, Queue::default()).await?,
+        "pipeline" => runner::run(options, Pipeline::default()).await?,
         _ => runner::run(options, Ping).await?,
     };
     Ok(match verdict {

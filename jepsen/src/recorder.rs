@@ -107,7 +107,19 @@ impl Invocation {
     }
 
     /// Records the completion; returns its index.
-    pub fn finish(mut self, kind: OpType, value: OpValue, error: Option<String>) -> u64 {
+    pub fn finish(self, kind: OpType, value: OpValue, error: Option<String>) -> u64 {
+        self.finish_with(kind, value, error, Vec::new())
+    }
+
+    /// Records the completion with the keys whose assignment changed while the
+    /// operation ran (a subscribed consumer's rebalance); returns its index.
+    pub fn finish_with(
+        mut self,
+        kind: OpType,
+        value: OpValue,
+        error: Option<String>,
+        rebalance: Vec<crate::history::Key>,
+    ) -> u64 {
         assert_ne!(kind, OpType::Invoke, "a completion is ok, fail or info");
         self.done = true;
         self.recorder.push(Op {
@@ -118,7 +130,7 @@ impl Invocation {
             f: self.f.clone(),
             value,
             seek_to_beginning: false,
-            rebalance: Vec::new(),
+            rebalance,
             error,
         })
     }

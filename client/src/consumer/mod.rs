@@ -42,7 +42,7 @@ pub enum Rebalance<'a> {
     Assigned(&'a [TopicPartition]),
 }
 
-type Listener = Box<dyn FnMut(Rebalance<'_>) + Send>;
+type Listener = Box<dyn FnMut(Rebalance<'_>) + Send + Sync>;
 
 /// Where the consumer stands on one assigned partition.
 struct Cursor {
@@ -221,7 +221,10 @@ impl Consumer {
     /// });
     /// # }
     /// ```
-    pub fn set_rebalance_listener(&mut self, listener: impl FnMut(Rebalance<'_>) + Send + 'static) {
+    pub fn set_rebalance_listener(
+        &mut self,
+        listener: impl FnMut(Rebalance<'_>) + Send + Sync + 'static,
+    ) {
         self.listener = Some(Box::new(listener));
     }
 

@@ -19,6 +19,8 @@
 
 pub mod append;
 pub mod ping;
+pub mod pipeline;
+pub mod queue;
 pub mod queue_gen;
 
 use std::future::Future;
