@@ -51,10 +51,12 @@ pub const OPS_PER_SLOT_MAX: u64 = 10_000_000;
 /// The setup producer's process number.
 pub const SETUP_PROCESS: u64 = 1 << 39;
 
+/// What setup wrote: input key → (offset, value).
+type InputLog = BTreeMap<Key, Vec<(Offset, Val)>>;
+
 #[derive(Debug, Default)]
 pub struct Pipeline {
-    /// What setup wrote: input key → (offset, value).
-    inputs: Arc<Mutex<BTreeMap<Key, Vec<(Offset, Val)>>>>,
+    inputs: Arc<Mutex<InputLog>>,
 }
 
 pub fn output_key(value: u64) -> Key {
