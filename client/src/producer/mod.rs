@@ -425,6 +425,7 @@ async fn appender(engine: Arc<Engine>) {
                         needed
                     }
                     Err(e) => {
+                        poison_open_txn(&mut state, &e);
                         drop(state);
                         engine.memory.add_permits(held);
                         record.slot.complete(Err(e));
@@ -452,9 +453,31 @@ async fn appender(engine: Arc<Engine>) {
     tracing::debug!("producer appender stopped");
 }
 
-/// Fails the waiting record `id` (if it is still first in the queue).
+/// Poisons the open transaction, if any, for a record that failed.
+fn poison_open_txn(state: &mut state::ProducerState, e: &Error) {
+    if state.txn.as_ref().is_some_and(|t| {
+        matches!(t.phase, state::TxnPhase::InTransaction | state::TxnPhase::Committing)
+    }) {
+        state.poison(e.clone());
+    }
+}
+
+/// Fails the waiting record `id` (if it is still first in the queue). A record
+/// of an open transaction that fails before it is appended poisons the
+/// transaction, as a failed batch does: otherwise a commit would succeed
+/// without it (found by the jepsen queue workload: commits acknowledged with
+/// a send missing, when metadata was unavailable during a coordinator restart).
 fn finish_waiting(engine: &Engine, id: u64, result: Result<Delivery>) {
-    let record = engine.state.lock().unwrap().take_waiting(id);
+    let record = {
+        let mut state = engine.state.lock().unwrap();
+        let record = state.take_waiting(id);
+        if record.is_some()
+            && let Err(e) = &result
+        {
+            poison_open_txn(&mut state, e);
+        }
+        record
+    };
     if let Some(record) = record {
         record.slot.complete(result);
     }

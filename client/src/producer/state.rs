@@ -440,9 +440,11 @@ impl ProducerState {
         let mut want_refresh = Vec::new();
         // Batches per address, in partition then sequence order.
         let mut by_address: HashMap<Arc<str>, Vec<(SentBatch, Bytes)>> = HashMap::new();
+        let mut expired_error: Option<Error> = None;
         for p in self.partitions_mut() {
             for expired in p.queue.take_expired(now, delivery_timeout) {
                 let error = Error::Timeout { what: "delivery", after: delivery_timeout };
+                expired_error.get_or_insert_with(|| error.clone());
                 resolve(&memory, expired, Err(error), abortable);
             }
             if closing {
@@ -523,6 +525,17 @@ impl ProducerState {
             if !call.sent.is_empty() {
                 plan.produce.push(call);
             }
+        }
+        // A transaction's batch that expired unsent must not be committed
+        // without: the transaction can only abort now (found by the jepsen
+        // queue workload: commits acknowledged with an expired send missing).
+        if let Some(e) = expired_error
+            && self
+                .txn
+                .as_ref()
+                .is_some_and(|t| matches!(t.phase, TxnPhase::InTransaction | TxnPhase::Committing))
+        {
+            self.poison(e);
         }
         self.refresh_wanted.extend(want_refresh);
         self.plan_refresh(now, &mut plan, &mut wake_at);
