@@ -36,6 +36,9 @@ enum Command {
     Txn(cmd::txn::Args),
     /// Show the producer state a partition keeps.
     Producers(cmd::producers::Args),
+    /// Benchmark an xo cluster (produce, consume, txn, tiny, e2e), or compare
+    /// xo with Apache Kafka on this machine (compare).
+    Bench(cmd::bench::Args),
 }
 
 fn init_tracing(default_filter: &str) {
@@ -98,6 +101,10 @@ fn main() -> std::process::ExitCode {
             Command::Producers(args) => {
                 init_tracing("warn");
                 cmd::producers::run(args).await
+            }
+            Command::Bench(args) => {
+                init_tracing("warn");
+                cmd::bench::run(args).await
             }
         }
     });

@@ -3,6 +3,7 @@
 //! Client commands: `topic`, `produce`, `consume`, `txn`, `producers`,
 //! sharing `client` (the `--bootstrap-server` option, error wording).
 
+pub mod bench;
 pub mod client;
 pub mod consume;
 pub mod coordinator;
