@@ -135,6 +135,11 @@ impl<B> InFlight<B> {
         self.next_sequence
     }
 
+    /// Whether a request carrying one of these batches awaits its answer.
+    pub fn has_request_out(&self) -> bool {
+        self.slots.iter().any(|s| s.state == SlotState::Sent)
+    }
+
     /// Whether a new batch may be sent now.
     pub fn can_send_new(&self) -> bool {
         !self.recovering
