@@ -99,7 +99,7 @@ impl Cluster {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(true);
-        let channel = endpoint.connect_lazy();
+        let channel = crate::hooks::connect_lazy(endpoint);
         channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
     }

@@ -15,6 +15,7 @@
 //! - [`error`]: [`Error`] and its [`ErrorClass`] — retriable, abortable,
 //!   fatal, invalid.
 //! - `cluster`: the metadata cache and the pooled gRPC channels.
+//! - [`hooks`]: the transport seam only the deterministic simulation sets.
 //! - [`partitioner`]: Kafka's murmur2 key partitioner.
 //! - [`producer`]: [`Producer`] (idempotent), its batching
 //!   ([`producer::accumulator`]) and its sequence / in-flight bookkeeping
@@ -57,6 +58,7 @@ pub(crate) mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod error;
+pub mod hooks;
 pub mod partitioner;
 pub mod producer;
 pub mod transactional;

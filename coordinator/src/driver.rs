@@ -45,7 +45,12 @@ pub const TXN_TIMEOUT_MS_DEFAULT: u32 = 60_000;
 /// Waits between retries of a failed `Complete*` write.
 const COMPLETE_RETRY_MS_MAX: u64 = 2_000;
 
+/// Wall-clock milliseconds (the simulated clock under the simulation, see
+/// [`crate::hooks`]).
 pub fn now_ms() -> u64 {
+    if let Some(now) = crate::hooks::now_ms() {
+        return now;
+    }
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 

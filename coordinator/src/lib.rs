@@ -30,12 +30,15 @@
 //!   mirror plus the reads and writes of that topic).
 //! - [`handlers`] (one file per RPC) and [`service`] (gRPC, reflection).
 //! - [`failpoints`]: the crash sites of two-phase commit.
+//! - [`hooks`]: the transport and clock seams only the deterministic
+//!   simulation sets.
 
 pub mod driver;
 pub mod error;
 pub mod failpoints;
 pub mod groups;
 pub mod handlers;
+pub mod hooks;
 pub mod markers;
 pub mod partition_client;
 pub mod service;

@@ -31,7 +31,7 @@ fn channel(coordinator: &str) -> Result<Channel, String> {
         .map_err(|e| format!("bad coordinator address {coordinator:?}: {e}"))?
         .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
         .tcp_nodelay(true);
-    Ok(endpoint.connect_lazy())
+    Ok(crate::hooks::connect_lazy(endpoint))
 }
 
 /// Verifies transactional writes with the coordinator (VerifyTxnPartition).

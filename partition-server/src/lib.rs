@@ -19,12 +19,14 @@
 //!   the gRPC API, one handler file per RPC.
 //! - [`coordinator_client`]: registering with the coordinator and verifying
 //!   transactional writes with it.
+//! - [`hooks`]: the transport seam only the deterministic simulation sets.
 
 pub mod config;
 pub mod coordinator_client;
 pub mod failpoints;
 pub mod group_commit;
 pub mod handlers;
+pub mod hooks;
 pub mod log;
 pub mod partition;
 pub mod producer_snapshot;

@@ -73,7 +73,7 @@ impl OffsetsLog {
                     .map_err(|e| format!("bad partition server address {address:?}: {e}"))?
                     .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
                     .tcp_nodelay(true);
-                let channel = endpoint.connect_lazy();
+                let channel = crate::hooks::connect_lazy(endpoint);
                 channels.insert(address.to_string(), channel.clone());
                 channel
             }
