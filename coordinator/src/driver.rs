@@ -692,22 +692,28 @@ impl Coordinator {
         for command in commands {
             match command {
                 Command::Persist(transition) => {
-                    let meta = slot.as_mut().expect("a decision was made on a record");
                     let to = transition.to();
                     if matches!(to, TxnState::CompleteCommit | TxnState::CompleteAbort) {
                         failpoints::crash_at(failpoints::BEFORE_COMPLETE_PERSISTED);
                     }
-                    if let Err(e) = self.store.put_txn(transition.next()).await {
+                    // The request's future may be dropped at this await (tonic
+                    // drops it when the client gives up): the guard then takes
+                    // the prepare back as a failed write does, or its pending
+                    // mark would refuse every later request on the id — the
+                    // transaction's timeout included — forever.
+                    let write = PendingWrite::new(slot);
+                    let written = self.store.put_txn(transition.next()).await;
+                    let slot = write.settled();
+                    if let Err(e) = written {
+                        let meta = slot.as_ref().expect("a decision was made on a record");
                         tracing::error!(
                             transactional_id = %meta.transactional_id, error = %e,
                             "persisting a transaction record failed"
                         );
-                        meta.abort_pending();
-                        if !meta.has_producer_id() {
-                            *slot = None;
-                        }
+                        unwind_pending(slot);
                         return Err(CoordinatorError::CoordinatorNotAvailable.into());
                     }
+                    let meta = slot.as_mut().expect("a decision was made on a record");
                     let before = producer_ids(meta);
                     meta.complete(transition);
                     assert_eq!(meta.state, to);
@@ -832,6 +838,52 @@ impl Coordinator {
             return Ok(Spare::none());
         }
         Ok(Spare::some(self.store.claim_producer_id().await?))
+    }
+}
+
+/// A transition's write in flight. Dropped before [`PendingWrite::settled`]
+/// (its request was cancelled during the write), it takes the prepare back,
+/// as a failed write does: see [`TxnMetadata::abort_pending`] on why a
+/// write that reached disk after all is harmless.
+struct PendingWrite<'s> {
+    slot: Option<&'s mut Option<TxnMetadata>>,
+}
+
+impl<'s> PendingWrite<'s> {
+    fn new(slot: &'s mut Option<TxnMetadata>) -> PendingWrite<'s> {
+        assert!(
+            slot.as_ref().is_some_and(|meta| meta.pending.is_some()),
+            "a write follows a prepare"
+        );
+        PendingWrite { slot: Some(slot) }
+    }
+
+    /// The write's outcome is known: the caller completes or unwinds.
+    fn settled(mut self) -> &'s mut Option<TxnMetadata> {
+        self.slot.take().expect("settled once")
+    }
+}
+
+impl Drop for PendingWrite<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            let meta = slot.as_ref().expect("a write is made for a record");
+            tracing::warn!(
+                transactional_id = %meta.transactional_id,
+                "a transaction write was cancelled with its request: taken back as failed"
+            );
+            unwind_pending(slot);
+        }
+    }
+}
+
+/// Forgets the pending prepare of a write that failed (or was cancelled);
+/// a record that never got a producer id goes.
+fn unwind_pending(slot: &mut Option<TxnMetadata>) {
+    let meta = slot.as_mut().expect("a write is made for a record");
+    meta.abort_pending();
+    if !meta.has_producer_id() {
+        *slot = None;
     }
 }
 

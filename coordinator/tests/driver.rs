@@ -4,6 +4,7 @@
 //! survive a restart, and verification follows the record.
 
 use std::collections::BTreeSet;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,4 +74,37 @@ async fn t11_identities_and_open_transactions_survive_restart() {
     );
     assert!(!coordinator.verify(bumped, &TopicPartition::new("nope", 0)).await);
     assert_ne!(coordinator.coordinator_epoch(), 0, "every start bumps the coordinator epoch");
+}
+
+#[tokio::test]
+async fn t12_a_request_dropped_while_persisting_leaves_the_id_usable() {
+    // Proves: a request whose future is dropped in the middle of its persist
+    // (what tonic does when the client gives up: timeout, reset) counts as a
+    // failed write. Before, its pending mark stayed and every later request
+    // on the id — and its transaction timeout — was refused as a concurrent
+    // transaction, forever. Found by the deterministic simulation.
+    let dir = tempfile::tempdir().unwrap();
+    let coordinator = reopen(dir.path(), config(60_000)).await;
+    let mut who = coordinator.init_producer_id("app", 10_000, None).await.unwrap();
+    // Polled once, a request runs up to its first wait: the flush of its
+    // write (which may win the race and be done already: then try again).
+    const CUT_ATTEMPTS_MAX: usize = 100;
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut cut_once = false;
+    for _ in 0..CUT_ATTEMPTS_MAX {
+        let mut call = Box::pin(coordinator.init_producer_id("app", 10_000, Some(who)));
+        match call.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(answer) => who = answer.unwrap(),
+            std::task::Poll::Pending => {
+                drop(call);
+                cut_once = true;
+                break;
+            }
+        }
+    }
+    assert!(cut_once, "no request was ever cut in the middle of its write");
+    let record = coordinator.describe("app").await.unwrap();
+    assert_eq!(record.pending, None, "the dropped request's pending mark is gone");
+    let next = coordinator.init_producer_id("app", 10_000, Some(who)).await;
+    assert!(next.is_ok(), "the id refuses requests after a dropped one: {next:?}");
 }
