@@ -22,6 +22,14 @@ use crate::txn_metadata::TopicPartition;
 /// A partition-management call that does not answer within this fails.
 pub const PARTITION_CALL_TIMEOUT_MS_MAX: u64 = 10_000;
 const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// Every channel to a partition server pings its connection (HTTP/2) this
+/// often, idle or not, and drops it when a ping is not answered within
+/// [`KEEP_ALIVE_TIMEOUT_MS`]; the next call reconnects. Without it a
+/// connection gone silent (a partition TCP does not ride out, a host lost
+/// without a reset) keeps every later call on it — marker retries included —
+/// waiting until the kernel gives up on it, many minutes later.
+pub(crate) const KEEP_ALIVE_INTERVAL_MS: u64 = 2_000;
+pub(crate) const KEEP_ALIVE_TIMEOUT_MS: u64 = 4_000;
 
 /// One producer's state in a partition (DescribeProducers).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +59,10 @@ impl PartitionClients {
                 let endpoint = Endpoint::from_shared(format!("http://{address}"))
                     .map_err(|e| format!("bad partition server address {address:?}: {e}"))?
                     .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-                    .tcp_nodelay(true);
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS))
+                    .keep_alive_timeout(Duration::from_millis(KEEP_ALIVE_TIMEOUT_MS))
+                    .keep_alive_while_idle(true);
                 let channel = crate::hooks::connect_lazy(endpoint);
                 channels.insert(address.to_string(), channel.clone());
                 channel

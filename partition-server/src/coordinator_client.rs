@@ -25,12 +25,23 @@ pub const VERIFY_TIMEOUT_MS_MAX: u64 = 5_000;
 /// Longest wait between two registration attempts.
 pub const REGISTER_BACKOFF_MS_MAX: u64 = 2_000;
 const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// The channel to the coordinator pings its connection (HTTP/2) this often,
+/// idle or not, and drops it when a ping is not answered within
+/// [`KEEP_ALIVE_TIMEOUT_MS`]; the next call reconnects. Without it a
+/// connection gone silent (a partition TCP does not ride out, a host lost
+/// without a reset) fails every verification on it until the kernel gives
+/// up on it, many minutes later.
+pub const KEEP_ALIVE_INTERVAL_MS: u64 = 2_000;
+pub const KEEP_ALIVE_TIMEOUT_MS: u64 = 4_000;
 
 fn channel(coordinator: &str) -> Result<Channel, String> {
     let endpoint = Endpoint::from_shared(format!("http://{coordinator}"))
         .map_err(|e| format!("bad coordinator address {coordinator:?}: {e}"))?
         .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-        .tcp_nodelay(true);
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS))
+        .keep_alive_timeout(Duration::from_millis(KEEP_ALIVE_TIMEOUT_MS))
+        .keep_alive_while_idle(true);
     Ok(crate::hooks::connect_lazy(endpoint))
 }
 

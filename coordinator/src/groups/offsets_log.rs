@@ -17,6 +17,7 @@ use xo_proto::partition::{
 };
 
 use super::offsets::WriteOutcome;
+use crate::partition_client::{KEEP_ALIVE_INTERVAL_MS, KEEP_ALIVE_TIMEOUT_MS};
 
 /// A write or read that does not answer within this has an unknown outcome.
 pub const OFFSETS_CALL_TIMEOUT_MS_MAX: u64 = 10_000;
@@ -72,7 +73,12 @@ impl OffsetsLog {
                 let endpoint = Endpoint::from_shared(format!("http://{address}"))
                     .map_err(|e| format!("bad partition server address {address:?}: {e}"))?
                     .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-                    .tcp_nodelay(true);
+                    .tcp_nodelay(true)
+                    // A connection gone silent is dropped, not waited on (see
+                    // partition_client's keep-alive).
+                    .http2_keep_alive_interval(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS))
+                    .keep_alive_timeout(Duration::from_millis(KEEP_ALIVE_TIMEOUT_MS))
+                    .keep_alive_while_idle(true);
                 let channel = crate::hooks::connect_lazy(endpoint);
                 channels.insert(address.to_string(), channel.clone());
                 channel
