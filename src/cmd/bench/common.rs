@@ -3,13 +3,13 @@
 //! progress bar. The rules are the Kafka harness's (`bench/README.md`,
 //! "choices the xo side must copy"), so both sides measure the same thing.
 
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::cmd::client::ClusterArgs;
 use anyhow::Context;
-use futures::stream::{FuturesUnordered, StreamExt};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
@@ -419,23 +419,28 @@ pub async fn send_batch(
         Sending::Records(producer) => {
             let value_bytes = records.pool[0].len().max(1);
             let unacked_max = (UNACKED_BYTES_MAX / value_bytes).max(1);
-            let mut unacked = FuturesUnordered::new();
+            // Awaited oldest first, the way Kafka's send() waits for buffer
+            // space: the oldest acknowledgement is the first to come, and
+            // the ones behind it are mostly complete when their turn comes,
+            // so they are polled once (a FuturesUnordered of 32k futures
+            // cost ~10% of the client's CPU in wake-ups).
+            let mut unacked = VecDeque::with_capacity(unacked_max);
             while sent < count && !past() {
                 let chunk = CHUNK_RECORDS.min(count - sent);
                 for j in 0..chunk {
-                    while unacked.len() >= unacked_max {
-                        if let Some(ack) = unacked.next().await {
-                            acknowledged(ack)?;
-                        }
+                    if unacked.len() >= unacked_max
+                        && let Some(ack) = unacked.pop_front()
+                    {
+                        acknowledged(ack.await)?;
                     }
-                    unacked.push(producer.send(record(first + sent + j)));
+                    unacked.push_back(Box::pin(producer.send(record(first + sent + j))));
                 }
                 sent += chunk;
                 progress.inc(chunk);
             }
             producer.flush().await;
-            while let Some(ack) = unacked.next().await {
-                acknowledged(ack)?;
+            for ack in unacked {
+                acknowledged(ack.await)?;
             }
         }
     }
