@@ -1,0 +1,319 @@
+//! Deterministic simulation of a whole xo cluster in one process, on
+//! turmoil's simulated network and clock: a coordinator and partition
+//! servers (the real server code, over tonic), the real client library
+//! running Jepsen's queue workload, and a nemesis drawn from the seed
+//! (crashes and restarts on real data directories, partitions, held and
+//! slowed links). The history it records is judged by the suite's own
+//! checker (`xo_jepsen::checker`), and liveness after the heal by the
+//! workload.
+//!
+//! Layout:
+//! - [`net`]: tonic over turmoil (the crates' hooks, the accept stream).
+//! - [`nodes`]: the hosts' software, started as `xo coordinator` and
+//!   `xo partition-server` start it.
+//! - [`nemesis`]: the fault schedule and its application between steps.
+//! - [`workload`]: the clients, the history, liveness, final reads.
+//! - this file: one run of one seed, [`run`], and its [`Outcome`].
+//!
+//! What one seed fixes: the nemesis schedule, every worker's plan, and
+//! turmoil's randomness (message latencies, host order within a step). What
+//! it does not (so a replay is close to, not always exactly, the same run):
+//! the host runtimes' `select!` fairness and `HashMap` orders (std's random
+//! seeds), and the real time sled's flush threads take, which the
+//! coordinator awaits while the simulated clock keeps stepping.
+
+#![allow(dead_code)]
+
+pub mod nemesis;
+pub mod net;
+pub mod nodes;
+pub mod workload;
+
+use std::rc::Rc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use xo_client::IsolationLevel;
+use xo_jepsen::checker::{self, CheckResult};
+use xo_jepsen::history::History;
+use xo_jepsen::rng::Rng;
+use xo_jepsen::workload::queue_gen::QueueGenConfig;
+
+use nemesis::{Faults, Nemesis};
+use workload::{Liveness, Shared, WorkloadConfig};
+
+/// Simulated time one run may take, setup to final reads; past it the run
+/// fails (something hangs).
+pub const SIMULATED_MAX: Duration = Duration::from_secs(240);
+/// turmoil's step: every host runs this much simulated time per step.
+pub const TICK: Duration = Duration::from_millis(1);
+/// Steps one run may take (`SIMULATED_MAX / TICK`, plus slack).
+pub const STEPS_MAX: u64 = 250_000;
+/// Faults start after this, so setup happens on a quiet network.
+pub const FAULTS_FROM: Duration = Duration::from_secs(2);
+/// The simulated clock starts here (a fixed wall-clock time, for replay).
+pub const EPOCH_SECS: u64 = 1_700_000_000;
+
+/// Which nemesis stream of the seed the schedule uses.
+const NEMESIS_STREAM: u64 = 1;
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub partition_servers: usize,
+    /// Client workers.
+    pub processes: usize,
+    /// Simulated time the workers run (and the nemesis acts) before the heal.
+    pub run: Duration,
+    pub faults: Faults,
+    /// Every link's latency is uniform in 0..this when not slowed.
+    pub latency_max: Duration,
+    pub txn_timeout: Duration,
+    pub recovery_slack: Duration,
+    /// ReadCommitted; ReadUncommitted plants a bug the checker must find.
+    pub isolation: IsolationLevel,
+    pub keys: QueueGenConfig,
+    /// These fault windows instead of the ones drawn from the seed.
+    pub schedule: Option<Vec<nemesis::Window>>,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            partition_servers: 3,
+            processes: 4,
+            run: Duration::from_secs(20),
+            faults: Faults::ALL,
+            latency_max: Duration::from_millis(5),
+            txn_timeout: Duration::from_secs(4),
+            recovery_slack: Duration::from_secs(10),
+            isolation: IsolationLevel::ReadCommitted,
+            keys: QueueGenConfig {
+                topics: vec!["t0".into(), "t1".into()],
+                partitions: 3,
+                ..QueueGenConfig::default()
+            },
+            schedule: None,
+        }
+    }
+}
+
+/// What one run produced.
+pub struct Outcome {
+    pub seed: u64,
+    pub history: History,
+    pub check: CheckResult,
+    /// `None` when the clients never got to the heal (see `error`).
+    pub liveness: Option<Liveness>,
+    /// The simulation itself failed: a host's software returned an error or
+    /// panicked, or the run took longer than [`SIMULATED_MAX`].
+    pub error: Option<String>,
+    pub nemesis_log: Vec<String>,
+    pub notes: Vec<String>,
+    pub simulated: Duration,
+    pub real: Duration,
+    /// The run's log lines when `XO_SIM_LOG` was set (empty otherwise).
+    pub logs: Vec<u8>,
+}
+
+impl Outcome {
+    pub fn valid(&self) -> bool {
+        self.error.is_none() && self.check.valid && self.liveness.as_ref().is_some_and(Liveness::ok)
+    }
+
+    /// Everything needed to understand a failed run, and how to replay it.
+    pub fn report(&self) -> String {
+        let mut out = format!(
+            "seed {}: {} — {:?} simulated in {:?}\n",
+            self.seed,
+            if self.valid() { "valid" } else { "INVALID" },
+            self.simulated,
+            self.real
+        );
+        if let Some(error) = &self.error {
+            out.push_str(&format!("simulation error: {error}\n"));
+        }
+        match &self.liveness {
+            Some(l) => out.push_str(&format!(
+                "liveness: recovered after {:?} (bound {:?}){}\n",
+                l.recovered_after,
+                l.bound,
+                l.problem.as_ref().map(|p| format!("; last problem: {p}")).unwrap_or_default()
+            )),
+            None => out.push_str("liveness: not measured\n"),
+        }
+        out.push_str(&self.check.summary());
+        for note in &self.notes {
+            out.push_str(&format!("note: {note}\n"));
+        }
+        out.push_str("nemesis:\n");
+        for line in &self.nemesis_log {
+            out.push_str(&format!("  {line}\n"));
+        }
+        out
+    }
+}
+
+/// Runs the simulation of `seed` to the end and checks its history.
+pub fn run(seed: u64, config: &SimConfig) -> Outcome {
+    net::install_hooks();
+    install_logging();
+    take_log();
+    let started = Instant::now();
+    let data = tempfile::tempdir().expect("a temporary directory for the hosts' data");
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(SIMULATED_MAX)
+        .tick_duration(TICK)
+        .min_message_latency(Duration::ZERO)
+        .max_message_latency(config.latency_max)
+        .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
+        .enable_random_order()
+        .rng_seed(seed)
+        .build();
+
+    let coordinator_dir = data.path().join(nodes::COORDINATOR);
+    std::fs::create_dir_all(&coordinator_dir).expect("coordinator data directory");
+    sim.host(nodes::COORDINATOR, nodes::coordinator(coordinator_dir));
+    let servers: Vec<String> =
+        (1..=config.partition_servers).map(nodes::partition_server_name).collect();
+    for name in &servers {
+        let dir = data.path().join(name);
+        std::fs::create_dir_all(&dir).expect("partition server data directory");
+        // A fixed server id, so placement is the same on every replay.
+        let id_file = dir.join(xo_partition_server::coordinator_client::SERVER_ID_FILE);
+        std::fs::write(id_file, name).expect("server id");
+        sim.host(name.as_str(), nodes::partition_server(name.clone(), dir));
+    }
+
+    let shared = Rc::new(Shared::default());
+    let workload_config = Rc::new(WorkloadConfig {
+        seed,
+        processes: config.processes,
+        keys: config.keys.clone(),
+        run_until: config.run,
+        txn_timeout: config.txn_timeout,
+        recovery_slack: config.recovery_slack,
+        isolation: config.isolation,
+    });
+    sim.client(nodes::CLIENT, workload::run(shared.clone(), workload_config));
+
+    let mut rng = Rng::new(seed).fork(NEMESIS_STREAM);
+    let windows = match &config.schedule {
+        Some(windows) => windows.clone(),
+        None => nemesis::schedule(&mut rng, config.faults, &servers, FAULTS_FROM, config.run),
+    };
+    let mut nemesis = Nemesis::new(windows, config.latency_max);
+    let mut error = None;
+    let mut finished = false;
+    for _ in 0..STEPS_MAX {
+        let now = sim.elapsed();
+        if shared.healed_at.get().is_none() {
+            let logged = nemesis.log.len();
+            if now >= config.run {
+                nemesis.heal(&mut sim, now);
+                shared.healed_at.set(Some(now));
+            } else {
+                nemesis.tick(&mut sim, now);
+            }
+            for line in &nemesis.log[logged..] {
+                shared.nemesis(now, nemesis_f(line), line.clone());
+            }
+        }
+        match sim.step() {
+            Ok(true) => {
+                finished = true;
+                break;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if !finished && error.is_none() {
+        error = Some(format!("still running after {STEPS_MAX} steps"));
+    }
+    let simulated = sim.elapsed();
+    // The hosts (and their open files) go before their data directories.
+    drop(sim);
+    drop(data);
+
+    let history = shared.take_history();
+    let check = checker::check(&history).expect("the simulation records well-formed histories");
+    Outcome {
+        seed,
+        history,
+        check,
+        liveness: shared.liveness.take(),
+        error,
+        nemesis_log: nemesis.log.clone(),
+        notes: shared.notes.take(),
+        simulated,
+        real: started.elapsed(),
+        logs: take_log(),
+    }
+}
+
+/// The history's name for a nemesis log line: `start-crash`, `stop-hold`, ...
+fn nemesis_f(line: &str) -> String {
+    let mut words = line.split_whitespace().skip(1);
+    match (words.next(), words.next()) {
+        (Some(verb @ ("start" | "stop")), Some(fault)) => format!("{verb}-{fault}"),
+        _ => "heal".to_string(),
+    }
+}
+
+/// Server and client logs of the run, when `XO_SIM_LOG` holds a filter
+/// (e.g. `XO_SIM_LOG=info,xo_coordinator=debug`): kept in memory, each line
+/// stamped with the simulated time and naming its host, and written next to
+/// a failed run's history (see [`Outcome::logs`]).
+fn install_logging() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        if let Ok(filter) = std::env::var("XO_SIM_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(|| LogBuffer)
+                .with_ansi(false)
+                .with_timer(SimulatedTime)
+                .try_init();
+        }
+    });
+}
+
+/// The current run's log lines, at most [`LOG_BYTES_MAX`] (the oldest go).
+static LOG: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+pub const LOG_BYTES_MAX: usize = 256 << 20;
+
+struct LogBuffer;
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let mut log = LOG.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() + bytes.len() > LOG_BYTES_MAX {
+            let cut = (log.len() / 2).max(bytes.len()).min(log.len());
+            log.drain(..cut);
+        }
+        log.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn take_log() -> Vec<u8> {
+    std::mem::take(&mut *LOG.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Log lines stamped with the simulated time.
+struct SimulatedTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimulatedTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match turmoil::sim_elapsed() {
+            Some(t) => write!(w, "{:>9.3}s", t.as_secs_f64()),
+            None => write!(w, "{:>10}", "-"),
+        }
+    }
+}
