@@ -185,9 +185,29 @@ pub fn rows(
             row.notes.extend(notes_of("xo", x));
             row.notes.extend(notes_of("kafka", k));
         }
+        if m.field.contains("_p999_") {
+            for (side, line) in [("xo", x), ("kafka", k)] {
+                if let Some(n) = samples(m.workload, line).filter(|n| *n < P999_SAMPLES_MIN) {
+                    row.notes.push(format!("{side}: p99.9 of {n} samples is their maximum"));
+                }
+            }
+        }
         out.push(row);
     }
     out
+}
+
+/// Below this many samples a p99.9 is simply the largest one.
+pub const P999_SAMPLES_MIN: u64 = 1000;
+
+/// How many latencies a workload's line is over.
+fn samples(workload: &str, line: Option<&Value>) -> Option<u64> {
+    let field = match workload {
+        "commit_latency" | "tiny_txn" => "txns",
+        "e2e_latency" => "records",
+        _ => return None,
+    };
+    line?.get(field)?.as_u64()
 }
 
 fn first_word(s: &str) -> &str {
@@ -547,9 +567,24 @@ mod tests {
         assert_eq!(rows[0].ratio, Some(0.25));
         assert_eq!(rows[0].notes, ["xo truncated"]);
         assert!(rows[1].notes.is_empty());
+        assert!(rows[2].notes.is_empty(), "no sample counts, no note");
         assert_eq!(rows[3].ratio, Some(5.0));
         assert_eq!(rows[4].kafka, None);
         assert_eq!(rows[4].notes, ["kafka failed: boom"]);
+    }
+
+    #[test]
+    fn t15_a_p999_over_few_samples_says_it_is_the_maximum() {
+        let mut xo = BTreeMap::new();
+        let mut kafka = BTreeMap::new();
+        xo.insert("commit_latency".to_string(), line(json!({"commit_p999_ms": 5.0, "txns": 210})));
+        kafka.insert(
+            "commit_latency".to_string(),
+            line(json!({"commit_p999_ms": 9.0, "txns": 5000})),
+        );
+        let rows = rows("fsync", &xo, &kafka);
+        let p999 = rows.iter().find(|r| r.name == "commit_latency p99.9").unwrap();
+        assert_eq!(p999.notes, ["xo: p99.9 of 210 samples is their maximum"]);
     }
 
     #[test]
