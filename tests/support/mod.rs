@@ -135,7 +135,7 @@ impl Server {
 }
 
 /// How long the partition servers get to register with a new coordinator.
-const REGISTRATION_WAIT_MAX: Duration = Duration::from_secs(30);
+const REGISTRATION_WAIT_MAX: Duration = Duration::from_secs(90);
 pub const CLUSTER_SERVERS: usize = 3;
 
 /// One coordinator and [`CLUSTER_SERVERS`] partition servers started with
