@@ -61,6 +61,56 @@ fn assert_valid(outcome: &Outcome) {
 }
 
 #[test]
+fn t01_the_fault_schedule_is_the_seed_s_and_never_stacks_faults_on_a_host() {
+    // Proves: one seed gives one schedule (and another seed another), every
+    // window lies inside the run, and no host is in two open windows at once
+    // (undoing one fault must not undo another).
+    use sim::nemesis::{Faults, schedule};
+    use xo_jepsen::rng::Rng;
+    let servers: Vec<String> = (1..=3).map(sim::nodes::partition_server_name).collect();
+    let draw = |seed: u64| {
+        let (from, until) = (Duration::from_secs(1), Duration::from_secs(20));
+        schedule(&mut Rng::new(seed), Faults::ALL, &servers, from, until)
+    };
+    let shape = |seed: u64| -> Vec<String> {
+        draw(seed).iter().map(|w| format!("{:?} {:?} {}", w.start, w.end, w.fault)).collect()
+    };
+    assert_eq!(shape(7), shape(7));
+    assert_ne!(shape(7), shape(8));
+    let mut kinds = std::collections::BTreeSet::new();
+    for seed in 0..200 {
+        let windows = draw(seed);
+        assert!(!windows.is_empty());
+        for (i, w) in windows.iter().enumerate() {
+            assert!(w.start >= Duration::from_secs(1) && w.start < w.end);
+            assert!(w.end <= Duration::from_secs(20));
+            kinds.insert(w.fault.name());
+            for later in &windows[i + 1..] {
+                if later.start < w.end {
+                    let overlap: Vec<&str> = w
+                        .fault
+                        .hosts()
+                        .into_iter()
+                        .filter(|h| later.fault.hosts().contains(h))
+                        .collect();
+                    assert!(
+                        overlap.is_empty(),
+                        "seed {seed}: {} and {} share {overlap:?}",
+                        w.fault,
+                        later.fault
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(kinds.len(), 4, "every fault kind is drawn: {kinds:?}");
+    assert!(
+        schedule(&mut Rng::new(1), Faults::NONE, &servers, Duration::ZERO, Duration::MAX)
+            .is_empty()
+    );
+}
+
+#[test]
 fn t10_fixed_seeds_keep_every_promise() {
     let started = Instant::now();
     for seed in CI_SEEDS {

@@ -48,8 +48,8 @@ pub const SIMULATED_MAX: Duration = Duration::from_secs(240);
 pub const TICK: Duration = Duration::from_millis(1);
 /// Steps one run may take (`SIMULATED_MAX / TICK`, plus slack).
 pub const STEPS_MAX: u64 = 250_000;
-/// Faults start after this, so setup happens on a quiet network.
-pub const FAULTS_FROM: Duration = Duration::from_secs(2);
+/// Faults start this long after setup (topics created on a quiet network).
+pub const FAULTS_FROM: Duration = Duration::from_secs(1);
 /// The simulated clock starts here (a fixed wall-clock time, for replay).
 pub const EPOCH_SECS: u64 = 1_700_000_000;
 
@@ -61,7 +61,8 @@ pub struct SimConfig {
     pub partition_servers: usize,
     /// Client workers.
     pub processes: usize,
-    /// Simulated time the workers run (and the nemesis acts) before the heal.
+    /// Simulated time, from the end of setup, that the workers run (and the
+    /// nemesis acts) before the heal.
     pub run: Duration,
     pub faults: Faults,
     /// Every link's latency is uniform in 0..this when not slowed.
@@ -188,7 +189,6 @@ pub fn run(seed: u64, config: &SimConfig) -> Outcome {
         seed,
         processes: config.processes,
         keys: config.keys.clone(),
-        run_until: config.run,
         txn_timeout: config.txn_timeout,
         recovery_slack: config.recovery_slack,
         isolation: config.isolation,
@@ -205,13 +205,16 @@ pub fn run(seed: u64, config: &SimConfig) -> Outcome {
     let mut finished = false;
     for _ in 0..STEPS_MAX {
         let now = sim.elapsed();
-        if shared.healed_at.get().is_none() {
+        // The schedule's times count from the end of setup.
+        if let Some(setup_done) = shared.setup_done_at.get()
+            && shared.healed_at.get().is_none()
+        {
             let logged = nemesis.log.len();
-            if now >= config.run {
+            if now >= setup_done + config.run {
                 nemesis.heal(&mut sim, now);
                 shared.healed_at.set(Some(now));
             } else {
-                nemesis.tick(&mut sim, now);
+                nemesis.tick(&mut sim, now - setup_done, now);
             }
             for line in &nemesis.log[logged..] {
                 shared.nemesis(now, nemesis_f(line), line.clone());

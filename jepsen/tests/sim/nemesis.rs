@@ -47,7 +47,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    fn hosts(&self) -> Vec<&str> {
+    pub fn hosts(&self) -> Vec<&str> {
         match self {
             Fault::Crash { host } => vec![host],
             Fault::Partition { a, b } | Fault::Hold { a, b } | Fault::Slow { a, b, .. } => {
@@ -96,10 +96,6 @@ pub struct Faults {
 impl Faults {
     pub const ALL: Faults = Faults { crash: true, partition: true, hold: true, slow: true };
     pub const NONE: Faults = Faults { crash: false, partition: false, hold: false, slow: false };
-
-    fn any(self) -> bool {
-        self.crash || self.partition || self.hold || self.slow
-    }
 }
 
 /// The fault windows of a run of `partition_servers` servers, inside
@@ -112,7 +108,16 @@ pub fn schedule(
     until: Duration,
 ) -> Vec<Window> {
     let mut windows = Vec::new();
-    if !faults.any() {
+    let kinds: Vec<&str> = [
+        (faults.crash, "crash"),
+        (faults.partition, "partition"),
+        (faults.hold, "hold"),
+        (faults.slow, "slow"),
+    ]
+    .into_iter()
+    .filter_map(|(on, kind)| on.then_some(kind))
+    .collect();
+    if kinds.is_empty() {
         return windows;
     }
     let nodes: Vec<String> =
@@ -121,25 +126,21 @@ pub fn schedule(
     while start < until && windows.len() < WINDOWS_MAX {
         let length = rng.duration(WINDOW_MIN, WINDOW_MAX);
         let end = (start + length).min(until);
-        let fault = loop {
-            let fault = match rng.below(4) {
-                0 if faults.crash => Fault::Crash { host: rng.pick(&nodes).clone() },
-                1 if faults.partition => {
-                    let (a, b) = link(rng, partition_servers);
-                    Fault::Partition { a, b }
-                }
-                2 if faults.hold => {
-                    let (a, b) = link(rng, partition_servers);
-                    Fault::Hold { a, b }
-                }
-                3 if faults.slow => {
-                    let (a, b) = link(rng, partition_servers);
-                    let latency_max = rng.duration(Duration::from_millis(20), SLOW_LATENCY_MAX);
-                    Fault::Slow { a, b, latency_max }
-                }
-                _ => continue,
-            };
-            break fault;
+        let fault = match *rng.pick(&kinds) {
+            "crash" => Fault::Crash { host: rng.pick(&nodes).clone() },
+            "partition" => {
+                let (a, b) = link(rng, partition_servers);
+                Fault::Partition { a, b }
+            }
+            "hold" => {
+                let (a, b) = link(rng, partition_servers);
+                Fault::Hold { a, b }
+            }
+            _ => {
+                let (a, b) = link(rng, partition_servers);
+                let latency_max = rng.duration(Duration::from_millis(20), SLOW_LATENCY_MAX);
+                Fault::Slow { a, b, latency_max }
+            }
         };
         // One fault per host at a time: undoing one must not undo another.
         let busy: BTreeSet<&str> = windows
@@ -189,11 +190,12 @@ impl Nemesis {
         &self.windows
     }
 
-    /// Starts and ends the windows due at `now`.
-    pub fn tick(&mut self, sim: &mut turmoil::Sim<'_>, now: Duration) {
+    /// Starts and ends the windows due at `at` on the schedule's clock;
+    /// `now` is the simulated time, for the log.
+    pub fn tick(&mut self, sim: &mut turmoil::Sim<'_>, at: Duration, now: Duration) {
         let mut still_open = Vec::new();
         for i in std::mem::take(&mut self.open) {
-            if self.windows[i].end <= now {
+            if self.windows[i].end <= at {
                 let fault = self.windows[i].fault.clone();
                 self.undo(sim, &fault, now);
             } else {
@@ -201,7 +203,7 @@ impl Nemesis {
             }
         }
         self.open = still_open;
-        while self.started < self.windows.len() && self.windows[self.started].start <= now {
+        while self.started < self.windows.len() && self.windows[self.started].start <= at {
             let fault = self.windows[self.started].fault.clone();
             self.apply(sim, &fault, now);
             self.open.push(self.started);

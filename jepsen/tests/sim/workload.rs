@@ -9,7 +9,7 @@
 //!    register).
 //! 2. Run: `processes` workers execute operations planned by
 //!    [`QueueGen`] (transactions of 1–4 sends and polls, some aborted on
-//!    purpose, re-assignments) until `run_until`, while the nemesis injects
+//!    purpose, re-assignments) until the heal, while the nemesis injects
 //!    faults. An operation whose outcome cannot be known is `info`, and its
 //!    worker goes on as a new process (Jepsen's rule).
 //! 3. Liveness: after the heal, every transaction must resolve (none left
@@ -74,8 +74,6 @@ pub struct WorkloadConfig {
     pub seed: u64,
     pub processes: usize,
     pub keys: QueueGenConfig,
-    /// Simulated time at which workers stop invoking operations (the heal).
-    pub run_until: Duration,
     pub txn_timeout: Duration,
     /// Added to the transaction timeout to bound recovery after the heal.
     pub recovery_slack: Duration,
@@ -105,7 +103,10 @@ impl Liveness {
 #[derive(Default)]
 pub struct Shared {
     ops: RefCell<Vec<Op>>,
-    /// Simulated time of the heal, set by the driver.
+    /// Simulated time the topics were created, set by the clients: the
+    /// nemesis schedule counts from it.
+    pub setup_done_at: Cell<Option<Duration>>,
+    /// Simulated time of the heal, set by the driver: workers stop then.
     pub healed_at: Cell<Option<Duration>>,
     pub liveness: RefCell<Option<Liveness>>,
     /// Things worth knowing when a run fails (setup trouble, final-read gaps).
@@ -184,6 +185,7 @@ fn all_keys(config: &WorkloadConfig) -> Vec<Key> {
 /// The clients' whole life: setup, workers, liveness, final reads.
 pub async fn run(shared: Rc<Shared>, config: Rc<WorkloadConfig>) -> turmoil::Result {
     setup(&shared, &config).await?;
+    shared.setup_done_at.set(Some(sim_now()));
     let workers = (0..config.processes).map(|w| worker(shared.clone(), config.clone(), w));
     futures::future::join_all(workers).await;
     let healed_at = wait_for_heal(&shared).await;
@@ -196,8 +198,8 @@ pub async fn run(shared: Rc<Shared>, config: Rc<WorkloadConfig>) -> turmoil::Res
 async fn setup(shared: &Shared, config: &WorkloadConfig) -> turmoil::Result {
     let admin = Admin::new(client_config())?;
     for topic in &config.keys.topics {
-        let mut attempts = 0;
-        loop {
+        let mut created = Err(format!("no attempt at creating {topic}"));
+        for _ in 0..SETUP_ATTEMPTS_MAX {
             // Registration takes a few round trips: give it time to place
             // partitions on every server, not all on the first one.
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -206,32 +208,35 @@ async fn setup(shared: &Shared, config: &WorkloadConfig) -> turmoil::Result {
                     let servers: std::collections::BTreeSet<_> =
                         description.partitions.iter().map(|p| p.server_id.clone()).collect();
                     shared.note(format!("{topic} placed on {servers:?}"));
-                    break;
+                    created = Ok(());
                 }
                 // An earlier attempt that timed out may have created it.
                 Err(xo_client::Error::Coordinator {
                     code: xo_proto::coordinator::ErrorCode::TopicAlreadyExists,
                     ..
-                }) => break,
-                Err(e) => {
-                    attempts += 1;
-                    if attempts >= SETUP_ATTEMPTS_MAX {
-                        return Err(format!("creating {topic}: {e}").into());
-                    }
-                }
+                }) => created = Ok(()),
+                Err(e) => created = Err(format!("creating {topic}: {e}")),
+            }
+            if created.is_ok() {
+                break;
             }
         }
+        created?;
     }
     Ok(())
 }
 
+/// Polls of the heal mark, at most: the simulation's whole length.
+const HEAL_POLLS_MAX: u128 = super::SIMULATED_MAX.as_millis() / 10;
+
 async fn wait_for_heal(shared: &Shared) -> Duration {
-    loop {
+    for _ in 0..HEAL_POLLS_MAX {
         if let Some(at) = shared.healed_at.get() {
             return at;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    panic!("the driver heals before the simulation's end");
 }
 
 /// One worker: a transactional producer (replaced when its state is
@@ -250,7 +255,7 @@ async fn worker(shared: Rc<Shared>, config: Rc<WorkloadConfig>, worker: usize) {
     let transactional_id = format!("sim-{worker}");
     let mut producer: Option<TransactionalProducer> = None;
     for _ in 0..OPS_PER_WORKER_MAX {
-        if sim_now() >= config.run_until {
+        if shared.healed_at.get().is_some() {
             break;
         }
         if producer.is_none() {
@@ -419,20 +424,25 @@ async fn txn(
         let why = failure.unwrap_or_else(|| "aborted on purpose".into());
         return fail(done, why, aborted.is_err());
     }
-    for attempt in 1.. {
-        match producer.commit_transaction().await {
-            Ok(()) => break,
-            Err(e) if e.is_retriable() && attempt < COMMIT_ATTEMPTS_MAX => {
+    let mut committed = producer.commit_transaction().await;
+    for _ in 1..COMMIT_ATTEMPTS_MAX {
+        match &committed {
+            Err(e) if e.is_retriable() => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                committed = producer.commit_transaction().await;
             }
-            Err(e) if e.is_abortable() => {
-                return match producer.abort_transaction().await {
-                    Ok(()) => fail(done, format!("commit: {e}; aborted"), false),
-                    Err(abort) => Done::info(done, format!("commit: {e}; abort: {abort}")),
-                };
-            }
-            Err(e) => return Done::info(done, format!("commit: {e}")),
+            _ => break,
         }
+    }
+    match committed {
+        Ok(()) => {}
+        Err(e) if e.is_abortable() => {
+            return match producer.abort_transaction().await {
+                Ok(()) => fail(done, format!("commit: {e}; aborted"), false),
+                Err(abort) => Done::info(done, format!("commit: {e}; abort: {abort}")),
+            };
+        }
+        Err(e) => return Done::info(done, format!("commit: {e}")),
     }
     for (i, ack) in acks {
         if let (Ok(meta), Mop::Send { offset, .. }) = (ack.await, &mut done[i]) {
