@@ -5,7 +5,7 @@
 //! # Obligation
 //!
 //! Every method that changes state returns only once the change is flushed
-//! to disk (`flush_async` awaited). Callers rely on it: a transition is
+//! to disk (a sled flush awaited, see [`flush_db`]). Callers rely on it: a transition is
 //! completed in memory, and a request is answered, only after the write
 //! returned `Ok` — so anything a client, a partition server or a marker was
 //! told survives a crash of the process. A failed write changes nothing the
@@ -49,6 +49,22 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("stored value under {key:?} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
+}
+
+/// Flushes `db` on tokio's blocking pool rather than with `flush_async` on
+/// sled's own pool, so the thread that waits for the writes is never one of
+/// sled's IO threads (the pool the note on `Store::flushed` is about). Under
+/// the deterministic simulation it also keeps the flush out of simulated
+/// time: a running blocking task holds the host's paused clock, as the
+/// partition servers' fsyncs do, where a wait on sled's threads let the
+/// clock run on for however much real time the flush took.
+async fn flush_db(db: &sled::Db) -> Result<(), StoreError> {
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.flush()).await {
+        Ok(flushed) => flushed.map(drop).map_err(StoreError::from),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e.to_string())))),
+    }
 }
 
 /// A topic as the coordinator records it.
@@ -136,7 +152,7 @@ impl Store {
             None => 0,
         };
         assert!(block_end >= 0, "stored producer id block end {block_end} is negative");
-        db.flush_async().await?;
+        flush_db(&db).await?;
         let store = Store {
             db,
             txns,
@@ -179,7 +195,7 @@ impl Store {
         }
         let covers = self.writes.load(Ordering::SeqCst);
         assert!(covers >= mine);
-        self.db.flush_async().await?;
+        flush_db(&self.db).await?;
         self.flushes.fetch_add(1, Ordering::SeqCst);
         *flushed = covers;
         Ok(())
