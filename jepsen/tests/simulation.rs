@@ -14,7 +14,8 @@
 //!   -- --ignored --nocapture` runs seeds `XO_SIM_SEED_FROM` (default 1000)
 //!   onwards, N of them, and prints one line per seed; a failing seed's
 //!   report and history file path are printed, and `XO_SIM_SEED=<seed>`
-//!   replays one seed.
+//!   replays one seed (`XO_SIM_KEEP=1` keeps its history even when valid,
+//!   `XO_SIM_TRIES=N` replays it up to N times, until a run fails).
 
 mod sim;
 
@@ -262,11 +263,22 @@ fn many_seeds() {
 #[test]
 #[ignore = "replays XO_SIM_SEED"]
 fn replay() {
+    // A replay follows the seed's schedule and plans but may drift from the
+    // first run (see sim/mod.rs): XO_SIM_TRIES=N runs it up to N times and
+    // stops at the first invalid run.
+    const TRIES_MAX: u32 = 1_000;
     let seed: u64 = std::env::var("XO_SIM_SEED")
         .ok()
         .and_then(|n| n.parse().ok())
         .expect("XO_SIM_SEED=<seed> to replay");
-    let outcome = sim::run(seed, &SimConfig::default());
-    println!("{}", outcome.report());
-    assert_valid(&outcome);
+    let tries: u32 =
+        std::env::var("XO_SIM_TRIES").ok().and_then(|n| n.parse().ok()).unwrap_or(1).min(TRIES_MAX);
+    for _ in 0..tries.max(1) {
+        let outcome = sim::run(seed, &SimConfig::default());
+        println!("{}", outcome.report());
+        if std::env::var_os("XO_SIM_KEEP").is_some() {
+            println!("{}", keep_history(&outcome));
+        }
+        assert_valid(&outcome);
+    }
 }

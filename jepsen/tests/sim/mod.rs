@@ -16,11 +16,15 @@
 //! - this file: one run of one seed, [`run`], and its [`Outcome`].
 //!
 //! What one seed fixes: the nemesis schedule, every worker's plan, and
-//! turmoil's randomness (message latencies, host order within a step). What
-//! it does not (so a replay is close to, not always exactly, the same run):
-//! the host runtimes' `select!` fairness and `HashMap` orders (std's random
-//! seeds), and the real time sled's flush threads take, which the
-//! coordinator awaits while the simulated clock keeps stepping.
+//! turmoil's randomness (message latencies, host order within a step);
+//! fsyncs and sled flushes run in blocking tasks, which hold a host's
+//! simulated clock, so disk time is no simulated time. What it does not fix
+//! (so a replay starts like the first run but drifts from it, by a
+//! millisecond here and there after the first second or so): the order in
+//! which concurrent blocking tasks finish, std's randomly seeded `HashMap`s
+//! in the servers and the client, and tokio's `select!` fairness (seeded
+//! only under `--cfg tokio_unstable`). [`Outcome::fingerprint`] tells
+//! whether two runs were the same.
 
 #![allow(dead_code)]
 
@@ -120,14 +124,31 @@ impl Outcome {
         self.error.is_none() && self.check.valid && self.liveness.as_ref().is_some_and(Liveness::ok)
     }
 
+    /// A digest of what the clients did and saw (the history without its
+    /// times): two runs of a seed that print the same one were the same run.
+    pub fn fingerprint(&self) -> u64 {
+        // FNV-1a: a fixed function, unlike std's randomly seeded hasher.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for op in &self.history.ops {
+            let mut op = op.clone();
+            op.time_ns = 0;
+            let line = serde_json::to_string(&op).expect("ops serialise");
+            for byte in line.bytes() {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        hash
+    }
+
     /// Everything needed to understand a failed run, and how to replay it.
     pub fn report(&self) -> String {
         let mut out = format!(
-            "seed {}: {} — {:?} simulated in {:?}\n",
+            "seed {}: {} — {:?} simulated in {:?}, history {:016x}\n",
             self.seed,
             if self.valid() { "valid" } else { "INVALID" },
             self.simulated,
-            self.real
+            self.real,
+            self.fingerprint()
         );
         if let Some(error) = &self.error {
             out.push_str(&format!("simulation error: {error}\n"));
