@@ -54,13 +54,16 @@
 //! # Pipeline workload
 //!
 //! A `transform` operation is a transaction that polls input keys and, for every input
-//! record `(k_in, offset, v)` it consumed, sends `["send", k_out, v]` to an output key:
-//! the transform is the identity on values, so an output record names the input value
-//! it was derived from. Consumed offsets are committed inside the same transaction. The
-//! workload ends with `final-poll`s of the input and output keys. The pipeline check
-//! asks that every input value a committed transform consumed (or that lies below the
-//! highest input offset a committed transform consumed) appears in exactly one output
-//! record.
+//! record `(k_in, offset, v)` it consumed, sends `["send", k_out, w]` to an output key,
+//! where `w = output_value(v, attempt)` (see [`output_value`]) and `attempt` numbers the
+//! transform operation, unique in the run. An output record so names both the input it
+//! came from and the attempt that wrote it: two attempts at one input (a worker that
+//! crashed after its sends, and the one that redid its work) write different values, so
+//! seeing one attempt's record says nothing about the other's. Consumed offsets are
+//! committed inside the same transaction. The workload ends with `final-poll`s of the
+//! input and output keys. The pipeline check asks that every input value a committed
+//! transform consumed (or that lies below the highest input offset a committed
+//! transform consumed) appears in exactly one output record.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -116,6 +119,25 @@ impl fmt::Display for Val {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
     }
+}
+
+/// Pipeline input values lie below this; an output value's digits below it are the
+/// input, those above the attempt (decimal, so a history stays readable: attempt 37 of
+/// input 1194 writes 37001194).
+pub const PIPELINE_INPUT_LIMIT: u64 = 1_000_000;
+
+/// The value a pipeline transform attempt (numbered from 1) writes for one input.
+pub fn output_value(input: Val, attempt: u64) -> Val {
+    assert!(input.0 < PIPELINE_INPUT_LIMIT, "pipeline input {input} too large");
+    assert!(attempt >= 1, "pipeline attempts are numbered from 1");
+    let high = attempt.checked_mul(PIPELINE_INPUT_LIMIT).expect("attempt number overflows");
+    Val(high + input.0)
+}
+
+/// The (input, attempt) an output value was written for: the inverse of
+/// [`output_value`]. Attempt 0 means the value was not written by `output_value`.
+pub fn input_of(output: Val) -> (Val, u64) {
+    (Val(output.0 % PIPELINE_INPUT_LIMIT), output.0 / PIPELINE_INPUT_LIMIT)
 }
 
 /// Who performed an operation.
@@ -822,5 +844,16 @@ mod tests {
         let key = Key::new("orders/7");
         assert_eq!(key.topic(), "orders");
         assert_eq!(key.partition(), Some(7));
+    }
+
+    // Proves a pipeline output value names its input and attempt, and two attempts at
+    // one input write different values.
+    #[test]
+    fn output_value_round_trips_input_and_attempt() {
+        assert_eq!(output_value(Val(1194), 37), Val(37_001_194));
+        assert_eq!(input_of(output_value(Val(1194), 37)), (Val(1194), 37));
+        assert_eq!(input_of(output_value(Val(PIPELINE_INPUT_LIMIT - 1), 1)).0.0, 999_999);
+        assert_ne!(output_value(Val(5), 1), output_value(Val(5), 2));
+        assert_eq!(input_of(Val(5)), (Val(5), 0));
     }
 }

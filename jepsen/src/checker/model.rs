@@ -128,14 +128,12 @@ impl<'h> Model<'h> {
                         slot.insert(id);
                     }
                     Entry::Occupied(mut slot) => {
-                        // A retried pipeline transform re-sends the same output value
-                        // after an abort; elsewhere this breaks the unique-values rule.
-                        // Either way the surest writer stands for the value, so a read
-                        // of it is never blamed on a failed attempt.
+                        // The workload broke the unique-values rule (pipeline attempts
+                        // too write unique values: `history::output_value`). The surest
+                        // writer stands for the value, so a read of it is never blamed
+                        // on a failed operation.
+                        ambiguous_writes += 1;
                         let other = &ops[*slot.get()];
-                        if *op.f() != F::Transform || *other.f() != F::Transform {
-                            ambiguous_writes += 1;
-                        }
                         if outcome_rank(op.outcome()) > outcome_rank(other.outcome()) {
                             slot.insert(id);
                         }

@@ -2,25 +2,39 @@
 //! exactly one output record.
 //!
 //! Input keys are the keys `transform` operations poll; output keys are the keys they
-//! send to. The transform is the identity on values, and input values are unique across
-//! all input keys, so an output record names the input it came from.
+//! send to. Input values are unique across all input keys, and every output value is
+//! `history::output_value(input, attempt)`, unique per transform attempt, so an output
+//! record names the input it came from ([`input_of`]) and the attempt that wrote it.
+//! Because attempts never share output values, a crashed attempt is not taken for
+//! committed when another attempt's record of the same input is read: the model counts
+//! an info transform as committed only when one of its own records was seen.
 //!
-//! An input value is *due* when a committed transform (ok, or info with a write seen)
-//! polled it, or when it sits in the input log at or below the highest offset a
-//! committed transform polled on that key: the pipeline's consumer group committed its
-//! position past it, so it has been processed for good. Output records are counted by
-//! distinct (key, offset) in the reconstructed output logs, so several final polls
-//! returning one record count it once. Anomalies:
-//! - a due value in no output record (consumed but its result lost, or skipped);
-//! - a value in more than one output record (processed twice);
-//! - an output record whose value no input record holds.
+//! An input value is *due* when a committed transform (ok, or info with one of its own
+//! records seen) polled it, or when it sits in the input log at or below the highest
+//! offset a committed transform polled on that key: the pipeline's consumer group
+//! committed its position past it, so it has been processed for good. Every output
+//! record, counted by distinct (key, offset) in the reconstructed output logs (several
+//! final polls returning one record count it once), is one processing of its input.
+//! Anomalies:
+//! - a due input in no output record (consumed but its result lost, or skipped);
+//! - an input in more than one output record (processed twice: two committed attempts,
+//!   or one record stored twice);
+//! - an output record whose input no input record holds.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::history::{F, Key, Offset, Val};
+use crate::history::{F, Key, Offset, Val, input_of};
 
 use super::model::{Model, OpId};
 use super::{Class, Findings};
+
+/// One output record: where it is and the value it holds.
+#[derive(Debug, Clone, Copy)]
+struct OutputRecord<'h> {
+    key: &'h Key,
+    offset: Offset,
+    value: Val,
+}
 
 pub(crate) fn check(model: &Model<'_>, findings: &mut Findings<'_, '_>) {
     let transforms: Vec<OpId> =
@@ -70,32 +84,40 @@ pub(crate) fn check(model: &Model<'_>, findings: &mut Findings<'_, '_>) {
         }
     }
 
-    // Input value -> output records (key, offset) carrying it.
-    let mut carried: BTreeMap<Val, Vec<(&Key, Offset)>> = BTreeMap::new();
+    // Input value -> the output records of it.
+    let mut carried: BTreeMap<Val, Vec<OutputRecord<'_>>> = BTreeMap::new();
     for key in &outputs {
         let Some(log) = model.logs.get(*key) else {
             continue;
         };
         for (offset, values) in &log.values_at {
             for value in values {
-                carried.entry(*value).or_default().push((*key, *offset));
+                let (input, _) = input_of(*value);
+                carried.entry(input).or_default().push(OutputRecord {
+                    key,
+                    offset: *offset,
+                    value: *value,
+                });
             }
         }
     }
 
     // The operations that sent or polled these records: never empty, since a record is
     // in a log only because some operation put it there.
-    let writers = |value: Val, records: &[(&Key, Offset)]| -> Vec<OpId> {
+    let writers = |records: &[OutputRecord<'_>]| -> Vec<OpId> {
         records
             .iter()
-            .flat_map(|(key, offset)| {
-                let touched = model.logs[*key].touched_by[&(*offset, value)].iter().copied();
-                model.writer_of.get(&(*key, value)).copied().into_iter().chain(touched)
+            .flat_map(|r| {
+                let touched = model.logs[r.key].touched_by[&(r.offset, r.value)].iter().copied();
+                model.writer_of.get(&(r.key, r.value)).copied().into_iter().chain(touched)
             })
             .collect()
     };
-    let place = |records: &[(&Key, Offset)]| -> String {
-        let places: Vec<String> = records.iter().map(|(k, o)| format!("{k}@{o}")).collect();
+    let place = |records: &[OutputRecord<'_>]| -> String {
+        let places: Vec<String> = records
+            .iter()
+            .map(|r| format!("{}@{} (attempt {})", r.key, r.offset, input_of(r.value).1))
+            .collect();
         places.join(", ")
     };
 
@@ -113,27 +135,27 @@ pub(crate) fn check(model: &Model<'_>, findings: &mut Findings<'_, '_>) {
             ),
         );
     }
-    for (value, records) in &carried {
-        if !input_at.contains_key(value) {
-            if records.iter().all(|(key, _)| !model.writer_of.contains_key(&(*key, *value))) {
+    for (input, records) in &carried {
+        if !input_at.contains_key(input) {
+            if records.iter().all(|r| !model.writer_of.contains_key(&(r.key, r.value))) {
                 continue; // a read of a value nobody sent: reported as phantom-read
             }
             findings.add(
                 Class::PipelineExactlyOnce,
-                writers(*value, records),
+                writers(records),
                 format!(
-                    "output records {} carry value {value}, which no input record holds",
+                    "output records {} are of input value {input}, which no input record holds",
                     place(records)
                 ),
             );
         } else if records.len() > 1 {
-            let mut ops = writers(*value, records);
-            ops.extend(due.get(value));
+            let mut ops = writers(records);
+            ops.extend(due.get(input));
             findings.add(
                 Class::PipelineExactlyOnce,
                 ops,
                 format!(
-                    "input value {value} is in {} output records: {}",
+                    "input value {input} is in {} output records: {}",
                     records.len(),
                     place(records)
                 ),

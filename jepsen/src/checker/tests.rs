@@ -5,7 +5,7 @@
 //! Histories are built with [`HistoryBuilder`]: each call appends an invocation and its
 //! completion and returns the completion's index, which is how anomalies name ops.
 
-use crate::history::{F, HistoryBuilder, OpType, poll, send, send_unacked};
+use crate::history::{F, HistoryBuilder, OpType, Val, output_value, poll, send, send_unacked};
 
 use super::{CheckResult, Class, check};
 
@@ -397,6 +397,11 @@ fn t61_g1c_through_read_past() {
 // ---------------------------------------------------------------------------------
 // t70: consume-transform-produce pipeline
 
+/// The value transform attempt `attempt` writes for input `input`.
+fn out(input: u64, attempt: u64) -> u64 {
+    output_value(Val(input), attempt).0
+}
+
 /// Input in/0 holds 1@0 and 2@1; the pipeline's final polls read `outputs`.
 fn pipeline_history(
     transforms: impl FnOnce(&mut HistoryBuilder) -> Vec<u64>,
@@ -420,15 +425,50 @@ fn pipeline_history(
 fn t70_pipeline_exactly_once_passes() {
     let (result, _) = pipeline_history(
         |h| {
-            h.fail(1, F::Transform, &[poll(&[("in/0", &[(0, 1)])]), send_unacked("out/0", 1)]);
+            h.fail(
+                1,
+                F::Transform,
+                &[poll(&[("in/0", &[(0, 1)])]), send_unacked("out/0", out(1, 1))],
+            );
             h.ok(
                 2,
                 F::Transform,
-                &[poll(&[("in/0", &[(0, 1), (1, 2)])]), send("out/0", 1, 1), send("out/0", 2, 2)],
+                &[
+                    poll(&[("in/0", &[(0, 1), (1, 2)])]),
+                    send("out/0", 1, out(1, 2)),
+                    send("out/0", 2, out(2, 2)),
+                ],
             );
             vec![]
         },
-        &[("out/0", &[(1, 1), (2, 2)])],
+        &[("out/0", &[(1, out(1, 2)), (2, out(2, 2))])],
+    );
+    assert_valid(&result);
+}
+
+// Proves the shape of a false positive seen in a real run passes: a worker crashed
+// (info) after sending its outputs for inputs 1 and 2; another worker had already
+// transformed and committed input 1, and nobody committed past input 2 before the run
+// ended. The committed attempt's record of input 1 is not the crashed attempt's, so
+// the crashed one is not taken for committed (which made input 2 look consumed and
+// lost, and the crashed transaction look torn).
+#[test]
+fn t74_crashed_attempt_beside_a_committed_one_passes() {
+    let (result, _) = pipeline_history(
+        |h| {
+            h.ok(1, F::Transform, &[poll(&[("in/0", &[(0, 1)])]), send("out/0", 0, out(1, 1))]);
+            h.info(
+                2,
+                F::Transform,
+                &[
+                    poll(&[("in/0", &[(0, 1), (1, 2)])]),
+                    send_unacked("out/0", out(1, 2)),
+                    send_unacked("out/1", out(2, 2)),
+                ],
+            );
+            vec![]
+        },
+        &[("out/0", &[(0, out(1, 1))]), ("out/1", &[])],
     );
     assert_valid(&result);
 }
@@ -442,17 +482,52 @@ fn t71_pipeline_duplicate_output() {
             let a = h.ok(
                 1,
                 F::Transform,
-                &[poll(&[("in/0", &[(0, 1), (1, 2)])]), send("out/0", 0, 1), send("out/0", 1, 2)],
+                &[
+                    poll(&[("in/0", &[(0, 1), (1, 2)])]),
+                    send("out/0", 0, out(1, 1)),
+                    send("out/0", 1, out(2, 1)),
+                ],
             );
-            let b = h.ok(2, F::Transform, &[poll(&[("in/0", &[(0, 1)])]), send("out/1", 0, 1)]);
+            let b =
+                h.ok(2, F::Transform, &[poll(&[("in/0", &[(0, 1)])]), send("out/1", 0, out(1, 2))]);
             vec![a, b]
         },
-        &[("out/0", &[(0, 1), (1, 2)]), ("out/1", &[(0, 1)])],
+        &[("out/0", &[(0, out(1, 1)), (1, out(2, 1))]), ("out/1", &[(0, out(1, 2))])],
     );
     // The final poll returned both copies, so it is named too.
     let final_poll = result.stats.records as u64 - 1;
     let why = assert_only(&result, Class::PipelineExactlyOnce, &[&[ops[0], ops[1], final_poll]]);
-    assert!(why[0].contains("in 2 output records"), "{why:?}");
+    assert!(why[0].contains("input value 1 is in 2 output records"), "{why:?}");
+    assert!(why[0].contains("(attempt 1)") && why[0].contains("(attempt 2)"), "{why:?}");
+}
+
+// Proves a crashed (info) attempt whose output surfaced beside a committed attempt's
+// is a duplicate: seeing its own record makes the crashed attempt committed.
+#[test]
+fn t75_pipeline_duplicate_from_unknown_attempt() {
+    let (result, ops) = pipeline_history(
+        |h| {
+            let a = h.ok(
+                1,
+                F::Transform,
+                &[
+                    poll(&[("in/0", &[(0, 1), (1, 2)])]),
+                    send("out/0", 0, out(1, 1)),
+                    send("out/0", 1, out(2, 1)),
+                ],
+            );
+            let b = h.info(
+                2,
+                F::Transform,
+                &[poll(&[("in/0", &[(1, 2)])]), send_unacked("out/0", out(2, 2))],
+            );
+            vec![a, b]
+        },
+        &[("out/0", &[(0, out(1, 1)), (1, out(2, 1)), (3, out(2, 2))])],
+    );
+    let final_poll = result.stats.records as u64 - 1;
+    let why = assert_only(&result, Class::PipelineExactlyOnce, &[&[ops[0], ops[1], final_poll]]);
+    assert!(why[0].contains("input value 2 is in 2 output records"), "{why:?}");
 }
 
 // Proves an input a committed transform consumed but never produced is flagged.
@@ -463,10 +538,10 @@ fn t72_pipeline_consumed_without_output() {
             vec![h.ok(
                 1,
                 F::Transform,
-                &[poll(&[("in/0", &[(0, 1), (1, 2)])]), send("out/0", 0, 1)],
+                &[poll(&[("in/0", &[(0, 1), (1, 2)])]), send("out/0", 0, out(1, 1))],
             )]
         },
-        &[("out/0", &[(0, 1)])],
+        &[("out/0", &[(0, out(1, 1))])],
     );
     let why = assert_only(&result, Class::PipelineExactlyOnce, &[&[ops[0]]]);
     assert!(why[0].contains("input value 2"), "{why:?}");
@@ -477,8 +552,14 @@ fn t72_pipeline_consumed_without_output() {
 #[test]
 fn t73_pipeline_skipped_input() {
     let (result, ops) = pipeline_history(
-        |h| vec![h.ok(1, F::Transform, &[poll(&[("in/0", &[(1, 2)])]), send("out/0", 0, 2)])],
-        &[("out/0", &[(0, 2)])],
+        |h| {
+            vec![h.ok(
+                1,
+                F::Transform,
+                &[poll(&[("in/0", &[(1, 2)])]), send("out/0", 0, out(2, 1))],
+            )]
+        },
+        &[("out/0", &[(0, out(2, 1))])],
     );
     let why = assert_only(&result, Class::PipelineExactlyOnce, &[&[ops[0]]]);
     assert!(why[0].contains("input value 1 (in/0@0)"), "{why:?}");

@@ -6,8 +6,10 @@
 //!   `send` operations (one per input key, with the offsets the setup learnt), so
 //!   the checker knows every input.
 //! - Workers (one group, [`GROUP`], `subscribe` to `in`, read_committed) poll, send
-//!   every polled value unchanged to an output key (`out0`/`out1`, 2 partitions
-//!   each, picked from the value) in a transaction that also carries the consumed
+//!   for every polled value `v` the value `output_value(v, attempt)` to an output key
+//!   (`out0`/`out1`, 2 partitions each, picked from `v`), where `attempt` numbers the
+//!   transform in the run (so a crashed attempt and its redo write different values:
+//!   see `history.rs`), in a transaction that also carries the consumed
 //!   positions (`send_offsets_to_transaction` with the consumer's group metadata),
 //!   and commit. Each is a `transform` operation: `["poll", {in/p: ...}]` then the
 //!   sends. An abortable error aborts (`fail`) and rewinds the consumer to the
@@ -21,6 +23,7 @@
 //! - Final reads of the input and output keys.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +35,7 @@ use super::queue::{
     producer_config, reads_of, resolution,
 };
 use super::{Resolution, Workload, WorkloadCtx};
-use crate::history::{F, Key, Mop, Offset, OpType, OpValue, Val};
+use crate::history::{F, Key, Mop, Offset, OpType, OpValue, Val, output_value};
 use crate::topology::Topology;
 
 pub const INPUT: &str = "in";
@@ -40,6 +43,8 @@ pub const INPUT_PARTITIONS: u32 = 3;
 pub const OUTPUTS: [&str; 2] = ["out0", "out1"];
 pub const OUTPUT_PARTITIONS: u32 = 2;
 pub const INPUT_VALUES: u64 = 6000;
+// Output values carry the input in their low digits (`history::output_value`).
+const _: () = assert!(INPUT_VALUES < crate::history::PIPELINE_INPUT_LIMIT);
 /// Values per setup transaction.
 pub const SETUP_TXN_VALUES: u64 = 200;
 pub const GROUP: &str = "pipeline";
@@ -57,6 +62,8 @@ type InputLog = BTreeMap<Key, Vec<(Offset, Val)>>;
 #[derive(Debug, Default)]
 pub struct Pipeline {
     inputs: Arc<Mutex<InputLog>>,
+    /// The last transform attempt number handed out (attempts count from 1).
+    attempts: Arc<AtomicU64>,
 }
 
 pub fn output_key(value: u64) -> Key {
@@ -129,7 +136,7 @@ impl Workload for Pipeline {
         }
         let mut workers = tokio::task::JoinSet::new();
         for slot in 0..ctx.concurrency as u64 {
-            workers.spawn(worker(ctx.clone(), slot));
+            workers.spawn(worker(ctx.clone(), slot, self.attempts.clone()));
         }
         while let Some(joined) = workers.join_next().await {
             joined??;
@@ -182,7 +189,7 @@ fn take(rebalanced: &Mutex<Vec<Key>>) -> Vec<Key> {
     keys
 }
 
-async fn worker(ctx: WorkloadCtx, slot: u64) -> anyhow::Result<()> {
+async fn worker(ctx: WorkloadCtx, slot: u64, attempts: Arc<AtomicU64>) -> anyhow::Result<()> {
     let mut rng = ctx.rng.fork(slot);
     let mut process = slot;
     let mut current: Option<Worker> = None;
@@ -220,18 +227,23 @@ async fn worker(ctx: WorkloadCtx, slot: u64) -> anyhow::Result<()> {
             continue;
         }
         let reads = reads_of(&polled)?;
-        let values: Vec<u64> = reads.values().flatten().map(|r| r.value.0).collect();
-        let sends: Vec<Mop> = values
-            .iter()
-            .map(|v| Mop::Send { key: output_key(*v), value: Val(*v), offset: None })
+        let attempt = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+        let outputs: Vec<(Key, Val)> = reads
+            .values()
+            .flatten()
+            .map(|r| (output_key(r.value.0), output_value(r.value, attempt)))
             .collect();
         let mut mops = vec![Mop::Poll { reads }];
-        mops.extend(sends.iter().cloned());
+        mops.extend(outputs.iter().map(|(key, value)| Mop::Send {
+            key: key.clone(),
+            value: *value,
+            offset: None,
+        }));
         let invocation = ctx.recorder.invoke(process, F::Transform, OpValue::Mops(mops.clone()));
         let crash = rng.chance(CRASH_PROBABILITY);
         let (kind, value, error, usable) = match tokio::time::timeout(
             OP_TIMEOUT * 2,
-            transform(&mut w, &values, &mut mops, crash),
+            transform(&mut w, &outputs, &mut mops, crash),
         )
         .await
         {
@@ -256,7 +268,7 @@ async fn worker(ctx: WorkloadCtx, slot: u64) -> anyhow::Result<()> {
 
 async fn transform(
     w: &mut Worker,
-    values: &[u64],
+    outputs: &[(Key, Val)],
     mops: &mut [Mop],
     crash: bool,
 ) -> (OpType, Vec<Mop>, Option<String>, bool) {
@@ -264,7 +276,7 @@ async fn transform(
         return (OpType::Fail, mops.to_vec(), Some(format!("begin: {e}")), false);
     }
     let texts: Vec<(String, Key)> =
-        values.iter().map(|v| (v.to_string(), output_key(*v))).collect();
+        outputs.iter().map(|(key, value)| (value.to_string(), key.clone())).collect();
     let tps: Vec<TopicPartition> = texts.iter().map(|(_, k)| super::queue::tp_of(k)).collect();
     let acks: Vec<_> = texts
         .iter()
