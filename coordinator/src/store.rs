@@ -5,7 +5,7 @@
 //! # Obligation
 //!
 //! Every method that changes state returns only once the change is flushed
-//! to disk (a sled flush awaited, see [`flush_db`]). Callers rely on it: a transition is
+//! to disk (a sled flush and an fdatasync awaited, see [`flush_db`]). Callers rely on it: a transition is
 //! completed in memory, and a request is answered, only after the write
 //! returned `Ok` — so anything a client, a partition server or a marker was
 //! told survives a crash of the process. A failed write changes nothing the
@@ -17,10 +17,11 @@
 //! Records are stored as JSON (serde), each checked right before it is
 //! written and right after it is read back.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use xo_proto::ProducerId;
@@ -47,23 +48,87 @@ const KEY_PRODUCER_ID_BLOCK_END: &[u8] = b"producer_id_block_end";
 pub enum StoreError {
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
+    /// Making sled's files durable after its flush failed.
+    #[error("syncing the store's files: {0}")]
+    Sync(#[from] std::io::Error),
     #[error("stored value under {key:?} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
 }
 
-/// Flushes `db` on tokio's blocking pool rather than with `flush_async` on
-/// sled's own pool, so the thread that waits for the writes is never one of
-/// sled's IO threads (the pool the note on `Store::flushed` is about). Under
-/// the deterministic simulation it also keeps the flush out of simulated
-/// time: a running blocking task holds the host's paused clock, as the
-/// partition servers' fsyncs do, where a wait on sled's threads let the
-/// clock run on for however much real time the flush took.
-async fn flush_db(db: &sled::Db) -> Result<(), StoreError> {
+/// What sled 0.34's own flush leaves undone. Its flush ends in
+/// `sync_file_range` over the bytes it wrote, which pushes them to the
+/// device but is not an fsync: the file's size and other metadata, and the
+/// device's write cache, are not flushed, so a power loss could take back
+/// writes sled reported flushed (a kill -9 cannot: the page cache keeps
+/// them). Large values go to files under `blobs/` that sled writes without
+/// any sync. After every sled flush the store therefore fsyncs blobs it has
+/// not synced yet (and their folder), then fdatasyncs the `db` file — only
+/// then is a write acknowledged.
+struct SledFiles {
+    db_file: std::fs::File,
+    blobs_dir: PathBuf,
+    /// Blob files already fsync'd (sled names them by log sequence number
+    /// and never rewrites one).
+    synced_blobs: Mutex<HashSet<OsString>>,
+}
+
+impl SledFiles {
+    /// Opens sled's files in `dir` (after sled created them) and makes their
+    /// directory entries durable.
+    fn open(dir: &Path) -> std::io::Result<SledFiles> {
+        let db_file = std::fs::File::open(dir.join("db"))?;
+        let blobs_dir = dir.join("blobs");
+        sync_dir(dir)?;
+        sync_dir(&blobs_dir)?;
+        Ok(SledFiles { db_file, blobs_dir, synced_blobs: Mutex::new(HashSet::new()) })
+    }
+
+    /// Called right after a sled flush returned.
+    fn sync(&self) -> std::io::Result<()> {
+        let mut synced = self.synced_blobs.lock().expect("blob set poisoned");
+        let mut present = HashSet::new();
+        let mut new_blobs = false;
+        for entry in std::fs::read_dir(&self.blobs_dir)? {
+            let name = entry?.file_name();
+            if !synced.contains(&name) {
+                std::fs::File::open(self.blobs_dir.join(&name))?.sync_all()?;
+                new_blobs = true;
+            }
+            present.insert(name);
+        }
+        if new_blobs {
+            sync_dir(&self.blobs_dir)?;
+        }
+        // Forget blobs sled has collected since.
+        *synced = present;
+        drop(synced);
+        self.db_file.sync_data()
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Flushes `db` and then makes the flush durable (see [`SledFiles`]), on
+/// tokio's blocking pool rather than with `flush_async` on sled's own pool,
+/// so the thread that waits for the writes is never one of sled's IO threads
+/// (the pool the note on `Store::flushed` is about). Under the deterministic
+/// simulation it also keeps the flush out of simulated time: a running
+/// blocking task holds the host's paused clock, as the partition servers'
+/// fsyncs do, where a wait on sled's threads let the clock run on for however
+/// much real time the flush took.
+async fn flush_db(db: &sled::Db, files: &Arc<SledFiles>) -> Result<(), StoreError> {
     let db = db.clone();
-    match tokio::task::spawn_blocking(move || db.flush()).await {
-        Ok(flushed) => flushed.map(drop).map_err(StoreError::from),
+    let files = Arc::clone(files);
+    let flushed = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        db.flush()?;
+        Ok(files.sync()?)
+    });
+    match flushed.await {
+        Ok(flushed) => flushed,
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        Err(e) => Err(StoreError::Sled(sled::Error::Io(std::io::Error::other(e.to_string())))),
+        Err(e) => Err(StoreError::Sync(std::io::Error::other(e.to_string()))),
     }
 }
 
@@ -106,6 +171,7 @@ struct IdBlock {
 
 pub struct Store {
     db: sled::Db,
+    files: Arc<SledFiles>,
     txns: sled::Tree,
     topics: sled::Tree,
     servers: sled::Tree,
@@ -124,7 +190,7 @@ pub struct Store {
     /// and a write already covered by a flush that started after it skips
     /// its own.
     flushed: tokio::sync::Mutex<u64>,
-    /// fsyncs (sled flushes) done: at most `writes`.
+    /// Durable flushes (sled flush + fdatasync) done: at most `writes`.
     flushes: AtomicU64,
 }
 
@@ -152,9 +218,11 @@ impl Store {
             None => 0,
         };
         assert!(block_end >= 0, "stored producer id block end {block_end} is negative");
-        flush_db(&db).await?;
+        let files = Arc::new(SledFiles::open(dir)?);
+        flush_db(&db, &files).await?;
         let store = Store {
             db,
+            files,
             txns,
             topics,
             servers,
@@ -195,7 +263,7 @@ impl Store {
         }
         let covers = self.writes.load(Ordering::SeqCst);
         assert!(covers >= mine);
-        flush_db(&self.db).await?;
+        flush_db(&self.db, &self.files).await?;
         self.flushes.fetch_add(1, Ordering::SeqCst);
         *flushed = covers;
         Ok(())
@@ -402,6 +470,34 @@ mod tests {
         assert_eq!(store.load_servers().unwrap().get("s1"), Some(&server));
         store.delete_topic("orders").await.unwrap();
         assert!(store.load_topics().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn t16_large_record_goes_to_a_synced_blob_and_survives_reopen() {
+        // Proves: a transaction record too large for sled's log segments
+        // (sled writes those to `blobs/` without any sync of its own) is
+        // fsync'd by the store before put_txn returns, and read back whole.
+        let dir = tempfile::tempdir().unwrap();
+        let mut big = record("app-big", 7);
+        // The largest record the coordinator writes: the most partitions,
+        // each with a long topic name (about 250 KB of JSON).
+        let topic = "t".repeat(200);
+        big.partitions = (0..crate::txn_metadata::TXN_PARTITIONS_MAX as u32)
+            .map(|p| TopicPartition::new(topic.as_str(), p))
+            .collect();
+        {
+            let store = Store::open(dir.path()).await.unwrap();
+            store.put_txn(&big).await.unwrap();
+            let blobs: HashSet<OsString> = std::fs::read_dir(dir.path().join("blobs"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert!(!blobs.is_empty(), "the record should have been stored as a blob");
+            let synced = store.files.synced_blobs.lock().unwrap();
+            assert!(blobs.is_subset(&synced), "blobs {blobs:?} not all synced: {synced:?}");
+        }
+        let store = reopen(dir.path()).await;
+        assert_eq!(store.load_txns().unwrap(), vec![big]);
     }
 
     #[tokio::test]
