@@ -6,8 +6,9 @@
 //! 3. Heal: end every fault, resume and restart every process.
 //! 4. Liveness: wait for every transaction to resolve and every LSO to reach its high
 //!    watermark; the time that takes is the time to recover.
-//! 5. `final_reads`, tear the cluster down, write `history.jsonl`, check it, write
-//!    `results.json` and `report.html`.
+//! 5. `final_reads`, tear the cluster down, check `history.jsonl` (streamed to disk
+//!    as the run goes, so a run killed midway leaves one), write `results.json` and
+//!    `report.html`.
 //!
 //! Everything here runs inside the namespace already (see `netns.rs`) or, with
 //! `--no-netns`, on the host loopback.
@@ -126,7 +127,8 @@ pub async fn run<W: Workload>(options: TestOptions, workload: W) -> anyhow::Resu
         options.out.display()
     );
 
-    let recorder = Recorder::new();
+    let history_path = options.out.join("history.jsonl");
+    let recorder = Recorder::to_file(&history_path)?;
     let (cancel_handle, cancel) = cancel_pair();
     let cancel_handle = Arc::new(cancel_handle);
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -181,10 +183,8 @@ pub async fn run<W: Workload>(options: TestOptions, workload: W) -> anyhow::Resu
         ));
     }
 
-    let history = recorder.history();
-    let history_path = options.out.join("history.jsonl");
-    std::fs::write(&history_path, history.to_jsonl())
-        .with_context(|| format!("writing {}", history_path.display()))?;
+    let history =
+        recorder.history().with_context(|| format!("reading back {}", history_path.display()))?;
     let check = checker::check(&history).context("checking the recorded history")?;
     let valid = check.valid && problems.is_empty();
     let starts = cluster.starts().await;

@@ -704,7 +704,7 @@ mod tests {
         );
         let b = r.invoke(4, F::Subscribe, OpValue::Keys(vec![Key::new("t1/0")]));
         b.finish(OpType::Ok, OpValue::Keys(vec![Key::new("t1/0")]), None);
-        let text = r.history().to_jsonl();
+        let text = r.history().unwrap().to_jsonl();
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].contains(r#""value":[["send","t0/1",17],["poll",{}]]"#), "{}", lines[0]);
         assert!(
@@ -715,7 +715,7 @@ mod tests {
         assert!(lines[1].contains(r#""rebalance":["t0/2"]"#), "{}", lines[1]);
         assert!(lines[3].contains(r#""f":"subscribe""#) && lines[3].contains(r#"["t1/0"]"#));
         let parsed = History::from_jsonl(&text).unwrap();
-        assert_eq!(parsed, r.history());
+        assert_eq!(parsed, r.history().unwrap());
         assert_eq!(parsed.ops[1].rebalance, vec![Key::new("t0/2")]);
         assert_eq!(parsed.operations().unwrap().len(), 2);
     }
