@@ -22,6 +22,9 @@ use xo_proto::{Offset, ProducerEpoch, ProducerId};
 use crate::config::{FsyncPolicy, ServerConfig};
 use crate::group_commit::GroupCommit;
 use crate::log::{Log, LogConfig, ReadError, StoredBatch};
+// Re-exported for the server's other files (registry, server id) that
+// replace a file whole.
+pub use crate::log::segment::write_atomically;
 use crate::producer_snapshot;
 use crate::producer_state::{AppendDecision, MarkerDecision, ProducerStateError, ProducerStateMap};
 use crate::txn_index::{AbortedTxn, AbortedTxnIndex};
@@ -184,23 +187,6 @@ fn snapshot_offsets(dir: &Path) -> std::io::Result<Vec<Offset>> {
     }
     offsets.sort();
     Ok(offsets)
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old file or
-/// the whole new one: temp file, fsync, rename, fsync the directory.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
 }
 
 impl Partition {

@@ -109,8 +109,13 @@ pub fn corrupt(what: String) -> io::Error {
 }
 
 /// Writes `bytes` as the whole content of `path`, durably, replacing it
-/// atomically: a crash leaves the old file or the new one, never a mix.
-pub fn replace_file(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// atomically: a crash leaves the old file or the new one, never a mix
+/// (temp file, fsync, rename, fsync the directory). The crate's one way to
+/// replace a file: sealed indexes here, and the partition's own files
+/// (config, producer snapshots, aborted index, server id). The temp file is
+/// `<path>.cleaned`; in a partition directory a leftover one next to a
+/// segment file is deleted on open, any other is never read.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let temp = temp_path(path, CLEANED_SUFFIX);
     {
         let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
@@ -118,7 +123,12 @@ pub fn replace_file(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
         file.sync_all()?;
     }
     fs::rename(&temp, path)?;
-    sync_dir(dir)
+    // `Path::parent` of a bare file name is the empty path: the current
+    // directory.
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => sync_dir(dir),
+        _ => sync_dir(Path::new(".")),
+    }
 }
 
 /// An append that failed.
@@ -334,8 +344,8 @@ impl Segment {
         assert_eq!(self.size, file_len);
         self.seal_indexes_in_memory();
         self.sealed = true;
-        replace_file(&self.dir, &self.path(INDEX_EXT), &self.offset_index.encode())?;
-        replace_file(&self.dir, &self.path(TIME_INDEX_EXT), &self.time_index.encode())?;
+        write_atomically(&self.path(INDEX_EXT), &self.offset_index.encode())?;
+        write_atomically(&self.path(TIME_INDEX_EXT), &self.time_index.encode())?;
         Ok(())
     }
 
