@@ -28,8 +28,8 @@ const CONNECT_TIMEOUT_MS: u64 = 2_000;
 /// connection gone silent (a partition TCP does not ride out, a host lost
 /// without a reset) keeps every later call on it — marker retries included —
 /// waiting until the kernel gives up on it, many minutes later.
-pub(crate) const KEEP_ALIVE_INTERVAL_MS: u64 = 2_000;
-pub(crate) const KEEP_ALIVE_TIMEOUT_MS: u64 = 4_000;
+const KEEP_ALIVE_INTERVAL_MS: u64 = 2_000;
+const KEEP_ALIVE_TIMEOUT_MS: u64 = 4_000;
 
 /// One producer's state in a partition (DescribeProducers).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,18 +40,23 @@ pub struct ProducerInPartition {
     pub txn_start_offset: Option<i64>,
 }
 
+/// Largest answer accepted from a partition server (a fetch returns at least
+/// one whole batch, which may be larger than asked for).
+const ANSWER_BYTES_MAX: usize = 64 << 20;
+
+/// The coordinator's channels to partition servers: one per address,
+/// connected lazily through [`crate::hooks::connect_lazy`] (the simulation's
+/// transport seam), with the keep-alive above. Shared by the
+/// partition-management calls here and the groups' `__consumer_offsets`
+/// reads and writes.
 #[derive(Default)]
-pub struct PartitionClients {
+pub(crate) struct PartitionChannels {
     /// std Mutex: held only to clone a channel out, never across a call.
     channels: Mutex<HashMap<String, Channel>>,
 }
 
-impl PartitionClients {
-    pub fn new() -> PartitionClients {
-        PartitionClients::default()
-    }
-
-    fn client(&self, address: &str) -> Result<PartitionServiceClient<Channel>, String> {
+impl PartitionChannels {
+    pub(crate) fn client(&self, address: &str) -> Result<PartitionServiceClient<Channel>, String> {
         let mut channels = self.channels.lock().unwrap();
         let channel = match channels.get(address) {
             Some(channel) => channel.clone(),
@@ -68,7 +73,22 @@ impl PartitionClients {
                 channel
             }
         };
-        Ok(PartitionServiceClient::new(channel).max_decoding_message_size(64 << 20))
+        Ok(PartitionServiceClient::new(channel).max_decoding_message_size(ANSWER_BYTES_MAX))
+    }
+}
+
+#[derive(Default)]
+pub struct PartitionClients {
+    channels: PartitionChannels,
+}
+
+impl PartitionClients {
+    pub fn new() -> PartitionClients {
+        PartitionClients::default()
+    }
+
+    fn client(&self, address: &str) -> Result<PartitionServiceClient<Channel>, String> {
+        self.channels.client(address)
     }
 
     /// CreatePartition (idempotent for the same config on the server).
@@ -91,7 +111,8 @@ impl PartitionClients {
                 segment_ms: 0,
             }),
         };
-        let response = timed(client.create_partition(request)).await?;
+        let response =
+            timed(PARTITION_CALL_TIMEOUT_MS_MAX, client.create_partition(request)).await?;
         match ErrorCode::try_from(response.error) {
             Ok(ErrorCode::None) => Ok(()),
             _ => Err(format!("{topic}-{partition} on {address}: {}", response.error_message)),
@@ -107,7 +128,8 @@ impl PartitionClients {
     ) -> Result<(), String> {
         let mut client = self.client(address)?;
         let request = DeletePartitionRequest { topic: topic.to_string(), partition };
-        let response = timed(client.delete_partition(request)).await?;
+        let response =
+            timed(PARTITION_CALL_TIMEOUT_MS_MAX, client.delete_partition(request)).await?;
         match ErrorCode::try_from(response.error) {
             Ok(ErrorCode::None | ErrorCode::UnknownTopicOrPartition) => Ok(()),
             _ => Err(format!("{topic}-{partition} on {address}: {}", response.error_message)),
@@ -124,7 +146,8 @@ impl PartitionClients {
             topic: partition.topic.clone(),
             partition: partition.partition,
         };
-        let response = timed(client.describe_producers(request)).await?;
+        let response =
+            timed(PARTITION_CALL_TIMEOUT_MS_MAX, client.describe_producers(request)).await?;
         if response.error != ErrorCode::None as i32 {
             return Err(format!("{partition} on {address}: {}", response.error_message));
         }
@@ -141,13 +164,17 @@ impl PartitionClients {
     }
 }
 
-async fn timed<T>(
+/// The answer to one call to a partition server, or an error naming the
+/// status or the timeout: a call not answered within `timeout_ms` is given
+/// up on (its outcome unknown).
+pub(crate) async fn timed<T>(
+    timeout_ms: u64,
     call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, String> {
-    match tokio::time::timeout(Duration::from_millis(PARTITION_CALL_TIMEOUT_MS_MAX), call).await {
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), call).await {
         Ok(Ok(response)) => Ok(response.into_inner()),
         Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
-        Err(_) => Err(format!("no answer within {PARTITION_CALL_TIMEOUT_MS_MAX} ms")),
+        Err(_) => Err(format!("no answer within {timeout_ms} ms")),
     }
 }
 

@@ -1,14 +1,11 @@
 //! The coordinator's reads and writes of `__consumer_offsets` on the
 //! partition servers: Produce one batch, Fetch (read_committed) from an
-//! offset, ListOffsets for the log start. One lazily connected channel per
-//! address. The partition service's wire types stop here.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Duration;
+//! offset, ListOffsets for the log start, over the coordinator's channels
+//! to partition servers (`partition_client::PartitionChannels`). The
+//! partition service's wire types stop here.
 
 use bytes::Bytes;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use xo_proto::Offset;
 use xo_proto::partition::partition_service_client::PartitionServiceClient;
 use xo_proto::partition::{
@@ -17,16 +14,12 @@ use xo_proto::partition::{
 };
 
 use super::offsets::WriteOutcome;
-use crate::partition_client::{KEEP_ALIVE_INTERVAL_MS, KEEP_ALIVE_TIMEOUT_MS};
+use crate::partition_client::{PartitionChannels, timed};
 
 /// A write or read that does not answer within this has an unknown outcome.
 pub const OFFSETS_CALL_TIMEOUT_MS_MAX: u64 = 10_000;
 /// Bytes asked for per read-back fetch.
 pub const READ_BACK_FETCH_BYTES_MAX: u32 = 4 * 1024 * 1024;
-const CONNECT_TIMEOUT_MS: u64 = 2_000;
-/// Largest fetch answer accepted (a fetch returns at least one whole batch,
-/// which may be larger than asked for).
-const FETCH_ANSWER_BYTES_MAX: usize = 64 << 20;
 
 /// A failed append: the outcome the groups' state needs, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,8 +49,7 @@ pub enum FetchFailure {
 
 #[derive(Default)]
 pub struct OffsetsLog {
-    /// std Mutex: held only to clone a channel out, never across a call.
-    channels: Mutex<HashMap<String, Channel>>,
+    channels: PartitionChannels,
 }
 
 impl OffsetsLog {
@@ -66,25 +58,7 @@ impl OffsetsLog {
     }
 
     fn client(&self, address: &str) -> Result<PartitionServiceClient<Channel>, String> {
-        let mut channels = self.channels.lock().unwrap();
-        let channel = match channels.get(address) {
-            Some(channel) => channel.clone(),
-            None => {
-                let endpoint = Endpoint::from_shared(format!("http://{address}"))
-                    .map_err(|e| format!("bad partition server address {address:?}: {e}"))?
-                    .connect_timeout(Duration::from_millis(CONNECT_TIMEOUT_MS))
-                    .tcp_nodelay(true)
-                    // A connection gone silent is dropped, not waited on (see
-                    // partition_client's keep-alive).
-                    .http2_keep_alive_interval(Duration::from_millis(KEEP_ALIVE_INTERVAL_MS))
-                    .keep_alive_timeout(Duration::from_millis(KEEP_ALIVE_TIMEOUT_MS))
-                    .keep_alive_while_idle(true);
-                let channel = crate::hooks::connect_lazy(endpoint);
-                channels.insert(address.to_string(), channel.clone());
-                channel
-            }
-        };
-        Ok(PartitionServiceClient::new(channel).max_decoding_message_size(FETCH_ANSWER_BYTES_MAX))
+        self.channels.client(address)
     }
 
     /// Appends `batch` to `__consumer_offsets`-`partition`; its base offset.
@@ -101,7 +75,8 @@ impl OffsetsLog {
         let request = ProduceRequest {
             batches: vec![PartitionBatch { topic: topic.to_string(), partition, batch }],
         };
-        let response = timed(client.produce(request)).await.map_err(unknown)?;
+        let response =
+            timed(OFFSETS_CALL_TIMEOUT_MS_MAX, client.produce(request)).await.map_err(unknown)?;
         let Some(result) = response.results.into_iter().find(|r| r.partition == partition) else {
             return Err(unknown(format!(
                 "{address} answered without a result for {topic}-{partition}"
@@ -137,7 +112,9 @@ impl OffsetsLog {
             max_wait_ms: 0,
             isolation: IsolationLevel::ReadCommitted as i32,
         };
-        let response = timed(client.fetch(request)).await.map_err(FetchFailure::Other)?;
+        let response = timed(OFFSETS_CALL_TIMEOUT_MS_MAX, client.fetch(request))
+            .await
+            .map_err(FetchFailure::Other)?;
         match ErrorCode::try_from(response.error) {
             Ok(ErrorCode::None) => Ok(Chunk {
                 batches: response.batches,
@@ -167,20 +144,10 @@ impl OffsetsLog {
             spec: Some(Spec::Earliest(true)),
             isolation: IsolationLevel::ReadCommitted as i32,
         };
-        let response = timed(client.list_offsets(request)).await?;
+        let response = timed(OFFSETS_CALL_TIMEOUT_MS_MAX, client.list_offsets(request)).await?;
         if response.error != ErrorCode::None as i32 {
             return Err(format!("{topic}-{partition} on {address}: {}", response.error_message));
         }
         Ok(Offset(response.offset.max(response.log_start_offset)))
-    }
-}
-
-async fn timed<T>(
-    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-) -> Result<T, String> {
-    match tokio::time::timeout(Duration::from_millis(OFFSETS_CALL_TIMEOUT_MS_MAX), call).await {
-        Ok(Ok(response)) => Ok(response.into_inner()),
-        Ok(Err(status)) => Err(format!("{}: {}", status.code(), status.message())),
-        Err(_) => Err(format!("no answer within {OFFSETS_CALL_TIMEOUT_MS_MAX} ms")),
     }
 }
