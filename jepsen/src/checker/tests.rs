@@ -94,6 +94,23 @@ fn t12_repositioning_restarts_poll_tracking() {
     assert_valid(&checked(h));
 }
 
+// Proves a subscribed consumer's rebalance breaks poll order tracking of exactly the
+// keys it moved, as Jepsen's checker treats a reassignment: t0/0, revoked and assigned
+// back, is re-read from the group's position (here the beginning) without an anomaly,
+// while going back on t0/1, which the rebalance left alone, is still nonmonotonic.
+#[test]
+fn t14_rebalance_breaks_only_the_keys_it_moved() {
+    let mut h = HistoryBuilder::new();
+    h.ok(0, F::Send, &[send("t0/0", 0, 1), send("t0/0", 1, 2)]);
+    h.ok(0, F::Send, &[send("t0/1", 0, 1), send("t0/1", 1, 2)]);
+    let both = [poll(&[("t0/0", &[(0, 1), (1, 2)]), ("t0/1", &[(0, 1), (1, 2)])])];
+    let first = h.ok(1, F::Poll, &both);
+    let again = h.ok(1, F::Poll, &[poll(&[("t0/0", &[(0, 1)]), ("t0/1", &[(1, 2)])])]);
+    h.rebalanced(&["t0/0"]);
+    let why = assert_only(&checked(h), Class::NonmonotonicPoll, &[&[first, again]]);
+    assert!(why[0].contains("t0/1"), "{why:?}");
+}
+
 // Proves a failed transaction's polls end order tracking of their keys: the consumer
 // may rewind to its committed position or keep going, and neither is an anomaly.
 #[test]
