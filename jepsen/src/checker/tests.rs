@@ -436,6 +436,19 @@ fn pipeline_history(
     (checked(h), ops)
 }
 
+/// Process 1's attempt 1 transforms both inputs into out/0 offsets 0 and 1, committed.
+fn both_inputs_committed(h: &mut HistoryBuilder) -> u64 {
+    h.ok(
+        1,
+        F::Transform,
+        &[
+            poll(&[("in/0", &[(0, 1), (1, 2)])]),
+            send("out/0", 0, out(1, 1)),
+            send("out/0", 1, out(2, 1)),
+        ],
+    )
+}
+
 // Proves a pipeline where a failed transform's output stayed invisible and a retry
 // produced each input once passes.
 #[test]
@@ -496,15 +509,7 @@ fn t74_crashed_attempt_beside_a_committed_one_passes() {
 fn t71_pipeline_duplicate_output() {
     let (result, ops) = pipeline_history(
         |h| {
-            let a = h.ok(
-                1,
-                F::Transform,
-                &[
-                    poll(&[("in/0", &[(0, 1), (1, 2)])]),
-                    send("out/0", 0, out(1, 1)),
-                    send("out/0", 1, out(2, 1)),
-                ],
-            );
+            let a = both_inputs_committed(h);
             let b =
                 h.ok(2, F::Transform, &[poll(&[("in/0", &[(0, 1)])]), send("out/1", 0, out(1, 2))]);
             vec![a, b]
@@ -524,15 +529,7 @@ fn t71_pipeline_duplicate_output() {
 fn t75_pipeline_duplicate_from_unknown_attempt() {
     let (result, ops) = pipeline_history(
         |h| {
-            let a = h.ok(
-                1,
-                F::Transform,
-                &[
-                    poll(&[("in/0", &[(0, 1), (1, 2)])]),
-                    send("out/0", 0, out(1, 1)),
-                    send("out/0", 1, out(2, 1)),
-                ],
-            );
+            let a = both_inputs_committed(h);
             let b = h.info(
                 2,
                 F::Transform,
