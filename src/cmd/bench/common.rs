@@ -1,6 +1,6 @@
 //! What every workload shares: the common flags, the JSON line, the value
-//! pool, where record `i` goes, the send loop, latency histograms and the
-//! progress bar. The rules are the Kafka harness's (`bench/README.md`,
+//! pool, where record `i` goes, the send loop, the serial-transactions loop
+//! (`txn`, `tiny`), latency histograms and the progress bar. The rules are the Kafka harness's (`bench/README.md`,
 //! "choices the xo side must copy"), so both sides measure the same thing.
 
 use std::collections::VecDeque;
@@ -305,6 +305,20 @@ impl Session {
         })
     }
 
+    /// Runs `body` in a new session for `workload`, then closes the session
+    /// whatever `body` returned, so a failed workload leaves no topics
+    /// behind either.
+    pub async fn around(
+        common: &Common,
+        workload: &str,
+        body: impl AsyncFnOnce(&mut Session) -> anyhow::Result<Line>,
+    ) -> anyhow::Result<Line> {
+        let mut session = Session::open(common, workload).await?;
+        let result = body(&mut session).await;
+        session.close().await;
+        result
+    }
+
     /// `count` fresh topics of `partitions` partitions.
     pub async fn create_topics(
         &mut self,
@@ -445,6 +459,93 @@ pub async fn send_batch(
         }
     }
     Ok(sent)
+}
+
+/// How [`serial_transactions`] runs: `warmup` untimed transactions, then
+/// up to `txns` timed ones (until the deadline), each of `per_txn`
+/// records.
+pub struct Serial {
+    pub per_txn: u64,
+    pub warmup: u64,
+    pub txns: u64,
+    /// Flush each transaction's records before `commit_transaction`, so the
+    /// commit is timed alone (EndTxn until the client returns), as `txn`
+    /// does; `tiny` leaves the sending to the commit.
+    pub flush_first: bool,
+}
+
+/// What [`serial_transactions`] measured over the timed transactions.
+pub struct SerialLatencies {
+    /// `commit_transaction` alone.
+    pub commit: Histogram<u64>,
+    /// Whole transactions, begin until the commit returned.
+    pub txn: Histogram<u64>,
+}
+
+/// The body `txn` and `tiny` share: one transactional producer on one new
+/// topic runs back-to-back transactions as `serial` says. Puts `txns`,
+/// `elapsed_s`, `txn_per_s` and `truncated` on `line`; the latencies are
+/// the caller's to put (each workload reports its own).
+pub async fn serial_transactions(
+    session: &mut Session,
+    c: &Common,
+    serial: &Serial,
+    line: &mut Line,
+    bar: &ProgressBar,
+) -> anyhow::Result<SerialLatencies> {
+    let topics = session.create_topics(1, c.partitions).await?;
+    let pool = value_pool(c.record_size);
+    let records = Records { topics: &topics, partitions: c.partitions, pool: &pool };
+    let mut latencies = SerialLatencies { commit: histogram(), txn: histogram() };
+    let producer = session.transactional_producer().await?;
+    bar.set_length(serial.warmup + serial.txns);
+
+    let mut i = 0u64;
+    let mut done = 0u64;
+    let mut t0 = Instant::now();
+    let mut deadline = None;
+    let outcome: anyhow::Result<()> = async {
+        for t in 0..serial.warmup + serial.txns {
+            if t == serial.warmup {
+                t0 = Instant::now();
+                deadline = Some(c.deadline_from(t0));
+            }
+            if deadline.is_some_and(|d| Instant::now() > d) {
+                break;
+            }
+            let begin = Instant::now();
+            producer.begin_transaction().context("begin_transaction")?;
+            for _ in 0..serial.per_txn {
+                // The commit fails if any record of the transaction failed,
+                // so the acknowledgements need no awaiting.
+                drop(producer.send(records.record(i)));
+                i += 1;
+            }
+            if serial.flush_first {
+                producer.flush().await;
+            }
+            let c0 = Instant::now();
+            producer.commit_transaction().await.context("commit_transaction")?;
+            let end = Instant::now();
+            if t >= serial.warmup {
+                record(&mut latencies.commit, end - c0);
+                record(&mut latencies.txn, end - begin);
+                done += 1;
+            }
+            bar.inc(1);
+        }
+        Ok(())
+    }
+    .await;
+    let secs = t0.elapsed().as_secs_f64();
+    let closed = producer.close().await;
+    outcome?;
+    closed.context("closing the producer")?;
+    line.put("txns", done)
+        .num("elapsed_s", secs)
+        .num("txn_per_s", done as f64 / secs)
+        .put("truncated", done < serial.txns);
+    Ok(latencies)
 }
 
 fn acknowledged(ack: xo_client::Result<xo_client::RecordMetadata>) -> anyhow::Result<()> {

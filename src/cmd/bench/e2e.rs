@@ -50,21 +50,11 @@ pub struct Args {
     pub warmup_records: Option<u64>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<Line> {
-    let bar = common::bar("e2e");
-    let line = measure(&args, &bar).await;
-    bar.finish_and_clear();
-    line
-}
-
 pub async fn measure(args: &Args, bar: &ProgressBar) -> anyhow::Result<Line> {
     if !(args.rate > 0.0 && args.rate.is_finite()) {
         anyhow::bail!("--rate must be a positive number");
     }
-    let mut session = Session::open(&args.common, "e2e").await?;
-    let result = body(args, &mut session, bar).await;
-    session.close().await;
-    result
+    Session::around(&args.common, "e2e", async |session| body(args, session, bar).await).await
 }
 
 /// Which producer the schedule sends with.

@@ -10,13 +10,17 @@
 //! - `common`: the flags every workload takes, the JSON line, value pool,
 //!   record placement, the send loop, histograms and progress bars.
 //! - `produce`, `txn` (Kafka's `commit`), `tiny`, `e2e`, `consume`: one
-//!   file per workload, each of the same shape: clap `Args`, `measure`
-//!   (returns the line) and `run` (prints it).
+//!   file per workload, each of the same shape: clap `Args` and `measure`
+//!   (returns the line; `run` below prints it, `compare` collects it).
 //! - `cluster`: a local xo cluster of child processes for `compare`.
 //! - `compare`: xo and Kafka workload by workload, in both durability
 //!   modes, with the machine's limits.
 //! - `report`: result rows, ratios, the markdown table and the plots
 //!   (pure, tested).
+
+use indicatif::ProgressBar;
+
+use common::Line;
 
 mod cluster;
 mod common;
@@ -56,11 +60,27 @@ enum Workload {
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
-        Workload::Produce(args) => common::print_outcome("produce", produce::run(args).await),
-        Workload::Consume(args) => common::print_outcome("consume", consume::run(args).await),
-        Workload::Txn(args) => common::print_outcome("commit", txn::run(args).await),
-        Workload::Tiny(args) => common::print_outcome("tiny", tiny::run(args).await),
-        Workload::E2e(args) => common::print_outcome("e2e", e2e::run(args).await),
+        Workload::Produce(args) => {
+            show("produce", async |bar| produce::measure(&args, bar).await).await
+        }
+        Workload::Consume(args) => {
+            show("consume", async |bar| consume::measure(&args, bar).await).await
+        }
+        Workload::Txn(args) => show("commit", async |bar| txn::measure(&args, bar).await).await,
+        Workload::Tiny(args) => show("tiny", async |bar| tiny::measure(&args, bar).await).await,
+        Workload::E2e(args) => show("e2e", async |bar| e2e::measure(&args, bar).await).await,
         Workload::Compare(args) => compare::run(args).await,
     }
+}
+
+/// One workload from the command line: measured under a progress bar of
+/// its own (cleared before the line is printed), its line on stdout.
+async fn show(
+    workload: &str,
+    measure: impl AsyncFnOnce(&ProgressBar) -> anyhow::Result<Line>,
+) -> anyhow::Result<()> {
+    let bar = common::bar(workload);
+    let line = measure(&bar).await;
+    bar.finish_and_clear();
+    common::print_outcome(workload, line)
 }

@@ -34,18 +34,8 @@ pub struct Args {
     pub warmup_records: Option<u64>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<Line> {
-    let bar = common::bar("produce");
-    let line = measure(&args, &bar).await;
-    bar.finish_and_clear();
-    line
-}
-
 pub async fn measure(args: &Args, bar: &ProgressBar) -> anyhow::Result<Line> {
-    let mut session = Session::open(&args.common, "produce").await?;
-    let result = body(args, &mut session, bar).await;
-    session.close().await;
-    result
+    Session::around(&args.common, "produce", async |session| body(args, session, bar).await).await
 }
 
 async fn body(args: &Args, session: &mut Session, bar: &ProgressBar) -> anyhow::Result<Line> {
