@@ -236,3 +236,40 @@ async fn t40_a_full_buffer_refuses_records_and_keeps_the_order_of_the_rest() {
     let records = consume(&server, accepted.len()).await;
     check_exactly_once_in_order(&records, &acks, &accepted);
 }
+
+#[test]
+fn t50_a_producer_whose_runtime_shut_down_fails_at_once() {
+    // Proves: when the runtime that ran the producer's background tasks
+    // shuts down, a send that was waiting (its server is down) and every
+    // later send fail well under a second with a fatal error saying why,
+    // and flush and close return, instead of waiting out the 120 s
+    // delivery timeout.
+    let mut server = Server::start(&[]);
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let producer = first.block_on(async {
+        create_partitions(&server).await;
+        let producer = Producer::new(ProducerConfig::new(client_config(&server, 5))).await.unwrap();
+        producer.send(ProducerRecord::new(TOPIC, "before").partition(0)).await.unwrap();
+        producer
+    });
+    server.kill_9();
+    let waiting = producer.send(ProducerRecord::new(TOPIC, "waiting").partition(0));
+    // Long enough for its batch to be sent, fail and wait for a retry.
+    first.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
+    drop(first);
+
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second.block_on(async {
+        let started = Instant::now();
+        let waited = waiting.await.unwrap_err();
+        let later = producer.send(ProducerRecord::new(TOPIC, "later")).await.unwrap_err();
+        producer.flush().await;
+        producer.close().await.unwrap();
+        let took = started.elapsed();
+        for e in [waited, later] {
+            assert!(e.is_fatal(), "{e:?}");
+            assert!(e.to_string().contains("sender task stopped: it was cancelled"), "{e}");
+        }
+        assert!(took < Duration::from_millis(500), "took {took:?}");
+    });
+}

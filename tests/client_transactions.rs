@@ -287,3 +287,46 @@ async fn t50_admin_lists_and_aborts_an_open_transaction() {
     let described = admin.describe_transaction("tx-ops").await.unwrap();
     assert_ne!(described.state, "Ongoing");
 }
+
+#[test]
+fn t60_a_transactional_producer_whose_runtime_shut_down_fails_at_once() {
+    // Proves: once the runtime that ran the producer's background tasks is
+    // gone, a send waiting in the open transaction, commit_transaction and
+    // abort_transaction fail well under a second with a fatal error saying
+    // why, instead of hanging.
+    let main = tokio::runtime::Runtime::new().unwrap();
+    let (_cluster, config, admin) = main.block_on(start());
+    main.block_on(admin.create_topic(NewTopic::new("gone", 1))).unwrap();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let mut producer_config = ProducerConfig::new(config.clone());
+    // The second record stays in its batch until the commit flushes it.
+    producer_config.linger = Duration::from_secs(30);
+    let producer = {
+        let _runtime = first.enter();
+        TransactionalProducer::new(producer_config, "tx-gone").unwrap()
+    };
+    first.block_on(async {
+        producer.init_transactions().await.unwrap();
+        producer.begin_transaction().unwrap();
+        let ack = producer.send(ProducerRecord::new("gone", "sent"));
+        producer.flush().await;
+        ack.await.unwrap();
+    });
+    let waiting = producer.send(ProducerRecord::new("gone", "waiting"));
+    drop(first);
+
+    main.block_on(async {
+        let started = Instant::now();
+        let errors = [
+            waiting.await.unwrap_err(),
+            producer.commit_transaction().await.unwrap_err(),
+            producer.abort_transaction().await.unwrap_err(),
+        ];
+        let took = started.elapsed();
+        for e in errors {
+            assert!(e.is_fatal(), "{e:?}");
+            assert!(e.to_string().contains("task stopped: it was cancelled"), "{e}");
+        }
+        assert!(took < Duration::from_millis(500), "took {took:?}");
+    });
+}

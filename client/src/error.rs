@@ -5,7 +5,7 @@
 //! |-------------------------|-------------------------------------------|--------------------------------------------|
 //! | [`ErrorClass::Retriable`] | transient; the client already retried it with backoff and gives it back only when its deadline (request timeout, delivery timeout) passed. Trying again later may work. | transport errors, timeouts, `CONCURRENT_TRANSACTIONS`, `COORDINATOR_NOT_AVAILABLE`, `NOT_LEADER`, `UNSTABLE_OFFSET_COMMIT`, a full producer queue |
 //! | [`ErrorClass::Abortable`] | the current transaction (or consumer generation) cannot complete: abort it, rewind the consumer to its committed offsets, and do the work again | a failed batch in a transaction, `INVALID_TXN_STATE`, `OUT_OF_ORDER_SEQUENCE`, `ILLEGAL_GENERATION`, `UNKNOWN_MEMBER_ID`, `REBALANCE_IN_PROGRESS` |
-//! | [`ErrorClass::Fatal`]     | the producer (or consumer) is unusable; drop it and make a new one | `PRODUCER_FENCED`, `INVALID_PRODUCER_EPOCH` (a newer instance owns the transactional id), corrupt data, a closed producer |
+//! | [`ErrorClass::Fatal`]     | the producer (or consumer) is unusable; drop it and make a new one | `PRODUCER_FENCED`, `INVALID_PRODUCER_EPOCH` (a newer instance owns the transactional id), corrupt data, a closed producer, a producer whose background task stopped |
 //! | [`ErrorClass::Invalid`]   | the request can never succeed as made: fix the call | unknown topic, record too large, `TOPIC_ALREADY_EXISTS`, a method called in the wrong state |
 //!
 //! The transactional producer turns every non-fatal failure that poisons a
@@ -90,6 +90,15 @@ pub enum Error {
     /// The producer or consumer was closed.
     #[error("closed")]
     Closed,
+    /// A background task of the producer stopped while the producer was
+    /// open (it panicked, or the Tokio runtime it ran on shut down):
+    /// nothing is sent, retried or answered any more. Records that were
+    /// not acknowledged may or may not have been written.
+    #[error(
+        "the producer's {task} task stopped: {reason}; the producer is unusable (records not \
+         acknowledged may or may not have been written)"
+    )]
+    ProducerStopped { task: &'static str, reason: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -112,7 +121,7 @@ impl Error {
             | Error::NoCoordinator => ErrorClass::Invalid,
             Error::TransactionAbortable { cause } if cause.is_fatal() => ErrorClass::Fatal,
             Error::TransactionAbortable { .. } | Error::TransactionAborted => ErrorClass::Abortable,
-            Error::Corrupt(_) | Error::Closed => ErrorClass::Fatal,
+            Error::Corrupt(_) | Error::Closed | Error::ProducerStopped { .. } => ErrorClass::Fatal,
         }
     }
 

@@ -398,6 +398,8 @@ impl TransactionalProducer {
             state.begin_abort()
         };
         self.engine().wake.notify_one();
+        // The appender stops looking up metadata for records the abort failed.
+        self.engine().changed.notify_waiters();
         let deadline = self.engine().cluster.operation_deadline();
         for completion in waiting {
             let _ = tokio::time::timeout_at(deadline, completion.wait()).await;

@@ -82,6 +82,21 @@ impl<T> Slot<T> {
     }
 }
 
+impl<T> Slot<Result<T, Error>> {
+    /// Fails the slot with [`Error::ProducerStopped`] unless it is set: the
+    /// safety net for `what` (a batch, a record) that a producer `task`
+    /// held on its stack when it panicked or was cancelled.
+    pub fn fail_unless_set(&self, task: &'static str, what: &str) {
+        if self.value.get().is_some() {
+            return;
+        }
+        let reason = format!("it dropped {what} before it was answered");
+        if self.value.set(Err(Error::ProducerStopped { task, reason })).is_ok() {
+            self.notify.notify_waiters();
+        }
+    }
+}
+
 /// The base offset of a batch, or why it failed.
 pub(crate) type BatchCompletion = Slot<Result<Offset, Error>>;
 
@@ -162,6 +177,16 @@ pub(crate) struct ReadyBatch {
     pub completion: Arc<BatchCompletion>,
     /// Buffer bytes held for this batch, released when it resolves.
     pub reserved: usize,
+}
+
+impl Drop for ReadyBatch {
+    /// Every batch resolves before it is dropped, except one that a
+    /// producer task held on its stack when it panicked or was cancelled:
+    /// fail its records then, rather than leave their futures waiting
+    /// for an answer that will never come.
+    fn drop(&mut self) {
+        self.completion.fail_unless_set("background", "a batch");
+    }
 }
 
 /// What [`PartitionQueue::append`] did.
@@ -361,6 +386,26 @@ mod tests {
     }
 
     #[test]
+    fn t09_a_batch_dropped_unanswered_fails_its_records() {
+        // Proves: a batch a stopped task dropped resolves as fatal instead
+        // of leaving its records' futures waiting; a resolved one keeps
+        // its outcome.
+        let c = config(1024);
+        let mut q = PartitionQueue::default();
+        let dropped = push(&mut q, &c, b"x", Instant::now()).completion;
+        q.close_open();
+        drop(q.pop_ready());
+        let e = dropped.get().unwrap().as_ref().unwrap_err();
+        assert!(e.is_fatal() && e.to_string().contains("dropped a batch"), "{e}");
+        let answered = push(&mut q, &c, b"y", Instant::now()).completion;
+        q.close_open();
+        let batch = q.pop_ready().unwrap();
+        batch.completion.complete(Ok(Offset(3)));
+        drop(batch);
+        assert!(matches!(answered.get(), Some(Ok(Offset(3)))));
+    }
+
+    #[test]
     fn t10_records_fill_a_batch_up_to_batch_bytes() {
         // Proves: records share one batch until the next would not fit;
         // batches close in order and decode to the records appended.
@@ -450,8 +495,9 @@ mod tests {
         push(&mut q, &c, b"x", now);
         push(&mut q, &c, b"y", now);
         q.close_open();
-        let b = q.pop_ready().unwrap();
-        let stamped = stamp(b.bytes, ProducerId(77), ProducerEpoch(3), Sequence(41));
+        let mut b = q.pop_ready().unwrap();
+        let stamped =
+            stamp(std::mem::take(&mut b.bytes), ProducerId(77), ProducerEpoch(3), Sequence(41));
         let d = decode_batch(&stamped).unwrap();
         assert_eq!(d.header.producer_id, ProducerId(77));
         assert_eq!(d.header.producer_epoch, ProducerEpoch(3));

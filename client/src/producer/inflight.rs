@@ -298,6 +298,17 @@ impl<B> InFlight<B> {
         }
     }
 
+    /// The sender stopped: no answer will come for any batch, sent or
+    /// waiting. Resolves every one with `error` (a sent one may or may not
+    /// be in the log) and breaks the sequence.
+    pub fn abandon(&mut self, error: Error, mut resolve: impl FnMut(B, Result<Offset, Error>)) {
+        self.broken = true;
+        self.recovering = false;
+        for slot in self.slots.drain(..) {
+            resolve(slot.payload, Err(error.clone()));
+        }
+    }
+
     /// Starts a new sequence at 0 (a new producer id or epoch). Only when
     /// nothing is in flight: an answer for the old sequence would otherwise
     /// be matched to a new batch.

@@ -8,11 +8,14 @@
 //! - `state`: every decision of the producer (what to send where, what an
 //!   answer means), pure.
 //! - `sender`: the background task that carries the decisions out.
+//! - `supervisor`: fails the producer at once, saying why, when the sender
+//!   or the appender task stops while the producer is open.
 
 pub mod accumulator;
 pub mod inflight;
 pub(crate) mod sender;
 pub(crate) mod state;
+mod supervisor;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -27,6 +30,7 @@ use xo_proto::{ProducerEpoch, ProducerId};
 use self::accumulator::{BatchConfig, Delivery, RecordRef, Slot};
 use self::inflight::InFlightConfig;
 use self::state::{ProducerState, StateConfig, WaitingRecord};
+use self::supervisor::{Task, supervise};
 use crate::cluster::{Cluster, TopicMeta};
 use crate::config::ProducerConfig;
 use crate::error::{Error, Result};
@@ -182,8 +186,10 @@ impl Engine {
             changed: Notify::new(),
             memory,
         });
-        let tasks =
-            vec![tokio::spawn(sender::run(engine.clone())), tokio::spawn(appender(engine.clone()))];
+        let tasks = vec![
+            tokio::spawn(supervise(engine.clone(), Task::Sender, sender::run(engine.clone()))),
+            tokio::spawn(supervise(engine.clone(), Task::Appender, appender(engine.clone()))),
+        ];
         Ok((engine, tasks))
     }
 
@@ -381,8 +387,14 @@ async fn appender(engine: Arc<Engine>) {
             continue;
         };
         let deadline = sent_at + engine.delivery_timeout;
-        let meta =
-            engine.cluster.retry("metadata", deadline, || engine.cluster.topic(&topic)).await;
+        let lookup = engine.cluster.retry("metadata", deadline, || engine.cluster.topic(&topic));
+        // A fatal error or an abort may fail the record meanwhile: stop
+        // looking then, or `close` would wait out the delivery timeout.
+        let failed = engine.wait_until(deadline, |s| s.waiting_front_id() != Some(id));
+        let meta = tokio::select! {
+            meta = lookup => meta,
+            true = failed => continue,
+        };
         let meta = match meta {
             Ok(meta) => meta,
             Err(e) => {

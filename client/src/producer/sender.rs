@@ -39,6 +39,11 @@ pub(crate) async fn run(engine: Arc<Engine>) {
         let now = Instant::now();
         let (plan, finished, identity) = {
             let mut state = engine.state.lock().unwrap();
+            #[cfg(test)]
+            if state.fault_sender_panics {
+                // Under the lock, as the worst real panic would be.
+                panic!("injected fault: the sender panics while planning");
+            }
             let plan = state
                 .plan(now, &|topic, partition| engine.cluster.cached_address(topic, partition));
             (plan, state.finished(), state.identity)

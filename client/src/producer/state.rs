@@ -113,6 +113,14 @@ pub(crate) struct WaitingRecord {
     pub slot: Arc<Slot<Result<Delivery, Error>>>,
 }
 
+impl Drop for WaitingRecord {
+    /// Only a record the appender held when it panicked or was cancelled
+    /// is dropped unanswered: fail its send instead of leaving it waiting.
+    fn drop(&mut self) {
+        self.slot.fail_unless_set("appender", "a record");
+    }
+}
+
 impl WaitingRecord {
     /// Header references for [`RecordRef`] (the slow path may allocate).
     pub fn header_refs(&self) -> Vec<(&str, Option<&[u8]>)> {
@@ -212,6 +220,10 @@ pub(crate) struct ProducerState {
     waiting: VecDeque<WaitingRecord>,
     waiting_bytes: usize,
     next_waiting_id: u64,
+    /// Fault site for the supervisor's tests: the sender panics at its
+    /// next plan.
+    #[cfg(test)]
+    pub fault_sender_panics: bool,
 }
 
 impl ProducerState {
@@ -234,6 +246,8 @@ impl ProducerState {
             waiting: VecDeque::new(),
             waiting_bytes: 0,
             next_waiting_id: 0,
+            #[cfg(test)]
+            fault_sender_panics: false,
         }
     }
 
@@ -260,6 +274,10 @@ impl ProducerState {
     /// The oldest waiting record: (id, topic, when it was sent).
     pub fn waiting_front(&self) -> Option<(u64, String, Instant)> {
         self.waiting.front().map(|w| (w.id, w.topic.clone(), w.sent_at))
+    }
+
+    pub fn waiting_front_id(&self) -> Option<u64> {
+        self.waiting.front().map(|w| w.id)
     }
 
     /// Takes the oldest waiting record if it is `id`.
@@ -537,7 +555,7 @@ impl ProducerState {
                 let base_sequence = p.in_flight.next_sequence();
                 if idempotent {
                     let (id, epoch) = identity.expect("checked above");
-                    batch.bytes = stamp(batch.bytes, id, epoch, base_sequence);
+                    batch.bytes = stamp(std::mem::take(&mut batch.bytes), id, epoch, base_sequence);
                 }
                 let bytes = batch.bytes.clone();
                 let assigned = p.in_flight.send_new(batch.record_count, batch.created, batch);
@@ -765,6 +783,19 @@ impl ProducerState {
                 resolve(&memory, batch, result, false)
             });
         }
+    }
+
+    /// The sender task stopped for good (see `supervisor`): as
+    /// [`ProducerState::set_fatal`], and what is in flight fails too, since
+    /// no answer for it will ever be applied.
+    pub fn set_sender_stopped(&mut self, error: Error) {
+        self.set_fatal(error.clone());
+        let memory = self.memory.clone();
+        for p in self.partitions_mut() {
+            p.in_flight
+                .abandon(error.clone(), |batch, result| resolve(&memory, batch, result, false));
+        }
+        debug_assert!(self.nothing_in_flight());
     }
 
     /// The open transaction cannot commit: fail its unsent batches; only an
