@@ -87,10 +87,6 @@ impl PartitionClients {
         PartitionClients::default()
     }
 
-    fn client(&self, address: &str) -> Result<PartitionServiceClient<Channel>, String> {
-        self.channels.client(address)
-    }
-
     /// CreatePartition (idempotent for the same config on the server).
     pub async fn create_partition(
         &self,
@@ -99,7 +95,7 @@ impl PartitionClients {
         partition: u32,
         settings: &TopicSettings,
     ) -> Result<(), String> {
-        let mut client = self.client(address)?;
+        let mut client = self.channels.client(address)?;
         let request = CreatePartitionRequest {
             topic: topic.to_string(),
             partition,
@@ -126,7 +122,7 @@ impl PartitionClients {
         topic: &str,
         partition: u32,
     ) -> Result<(), String> {
-        let mut client = self.client(address)?;
+        let mut client = self.channels.client(address)?;
         let request = DeletePartitionRequest { topic: topic.to_string(), partition };
         let response =
             timed(PARTITION_CALL_TIMEOUT_MS_MAX, client.delete_partition(request)).await?;
@@ -141,7 +137,7 @@ impl PartitionClients {
         address: &str,
         partition: &TopicPartition,
     ) -> Result<Vec<ProducerInPartition>, String> {
-        let mut client = self.client(address)?;
+        let mut client = self.channels.client(address)?;
         let request = DescribeProducersRequest {
             topic: partition.topic.clone(),
             partition: partition.partition,
@@ -187,7 +183,7 @@ impl MarkerSender for PartitionClients {
         markers: &MarkerSet,
         partitions: &[TopicPartition],
     ) -> Result<Vec<(TopicPartition, MarkerAck)>, String> {
-        let mut client = self.client(address)?;
+        let mut client = self.channels.client(address)?;
         let request = WriteTxnMarkersRequest {
             coordinator_epoch,
             markers: vec![TxnMarker {

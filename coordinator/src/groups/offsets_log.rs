@@ -5,9 +5,7 @@
 //! partition service's wire types stop here.
 
 use bytes::Bytes;
-use tonic::transport::Channel;
 use xo_proto::Offset;
-use xo_proto::partition::partition_service_client::PartitionServiceClient;
 use xo_proto::partition::{
     ErrorCode, FetchRequest, IsolationLevel, ListOffsetsRequest, PartitionBatch, ProduceRequest,
     list_offsets_request::Spec,
@@ -57,10 +55,6 @@ impl OffsetsLog {
         OffsetsLog::default()
     }
 
-    fn client(&self, address: &str) -> Result<PartitionServiceClient<Channel>, String> {
-        self.channels.client(address)
-    }
-
     /// Appends `batch` to `__consumer_offsets`-`partition`; its base offset.
     pub async fn append(
         &self,
@@ -71,7 +65,7 @@ impl OffsetsLog {
     ) -> Result<Offset, AppendFailure> {
         let unknown =
             |message: String| AppendFailure { outcome: WriteOutcome::Unknown, code: None, message };
-        let mut client = self.client(address).map_err(unknown)?;
+        let mut client = self.channels.client(address).map_err(unknown)?;
         let request = ProduceRequest {
             batches: vec![PartitionBatch { topic: topic.to_string(), partition, batch }],
         };
@@ -103,7 +97,7 @@ impl OffsetsLog {
         partition: u32,
         offset: Offset,
     ) -> Result<Chunk, FetchFailure> {
-        let mut client = self.client(address).map_err(FetchFailure::Other)?;
+        let mut client = self.channels.client(address).map_err(FetchFailure::Other)?;
         let request = FetchRequest {
             topic: topic.to_string(),
             partition,
@@ -137,7 +131,7 @@ impl OffsetsLog {
         topic: &str,
         partition: u32,
     ) -> Result<Offset, String> {
-        let mut client = self.client(address)?;
+        let mut client = self.channels.client(address)?;
         let request = ListOffsetsRequest {
             topic: topic.to_string(),
             partition,
