@@ -5,8 +5,8 @@
 //! README drifts from the command. Also: one-line errors for an unknown
 //! topic, an unreachable bootstrap server and bad flag values; a failure in
 //! the middle of `produce` names the lines not acknowledged; a large stdin
-//! streams; transaction admin on an open transaction; and a restarted
-//! `xo dev` keeps its data.
+//! streams; `produce --header`s reach `consume --format json`; transaction
+//! admin on an open transaction; and a restarted `xo dev` keeps its data.
 
 mod support;
 
@@ -529,6 +529,43 @@ fn t25_a_large_stdin_streams_through() {
         }
     }
     assert_eq!(seen.len(), LINES);
+}
+
+#[test]
+fn t27_produce_headers_reach_consume() {
+    // Proves: every `--header KEY=VALUE` is on every record, in order, and
+    // `consume --format json` shows them; a malformed one is refused with
+    // a one-line usage error before anything is sent.
+    let dev = Dev::start();
+    let b = dev.bootstrap();
+    xo(&["topic", "create", "tagged", "--partitions", "1"], &b, b"").ok();
+    let args = ["produce", "tagged", "--header", "source=billing", "--header", "trace=a=1"];
+    let extra = ["--header", "empty="];
+    xo(&[&args[..], &extra].concat(), &b, b"one\ntwo\n").ok();
+    for bad in ["novalue", "=v"] {
+        let out = xo(&["produce", "tagged", "--header", bad], &b, b"three\n");
+        let line = out.one_line_error();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {line}");
+        assert!(line.contains("KEY=VALUE") && line.contains(bad), "{line}");
+    }
+    let read = xo(
+        &["consume", "tagged", "--from-beginning", "--idle-timeout", "2", "--format", "json"],
+        &b,
+        b"",
+    )
+    .ok();
+    let expected = serde_json::json!([
+        {"key": "source", "value": "billing"},
+        {"key": "trace", "value": "a=1"},
+        {"key": "empty", "value": ""},
+    ]);
+    let records: Vec<Value> =
+        read.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let values: Vec<&str> = records.iter().map(|r| r["value"].as_str().unwrap()).collect();
+    assert_eq!(values, ["one", "two"], "the malformed runs sent nothing");
+    for r in &records {
+        assert_eq!(r["headers"], expected, "{r}");
+    }
 }
 
 #[test]

@@ -60,8 +60,9 @@ pub struct Args {
     /// Exit once no new record has arrived for SECS seconds (fractions allowed).
     #[arg(long, value_name = "SECS", value_parser = parse_secs)]
     idle_timeout: Option<Duration>,
-    /// plain: each record's value on a line of its own; json: one JSON object
-    /// per line with topic, partition, offset, key, value, headers and timestamp.
+    /// plain: each record's value on a line of its own (no key, no headers);
+    /// json: one JSON object per line with topic, partition, offset, key,
+    /// value, headers and timestamp.
     #[arg(long, value_enum, value_name = "FORMAT", default_value = "plain")]
     format: Format,
 }

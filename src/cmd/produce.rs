@@ -56,6 +56,10 @@ pub struct Args {
     /// for records without a key, spreading them over the partitions).
     #[arg(long, value_name = "P")]
     partition: Option<u32>,
+    /// Give every record this header (repeat for more; the value may be
+    /// empty, the key may not). `xo consume --format json` shows them.
+    #[arg(long = "header", value_name = "KEY=VALUE", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
     /// Write in transactions under this transactional id: read-committed
     /// consumers see each transaction whole once it commits, or never. An
     /// earlier producer with the same id is fenced and its open transaction aborted.
@@ -66,6 +70,15 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1000, requires = "transactional_id",
           value_parser = clap::value_parser!(u64).range(1..))]
     transaction_records: u64,
+}
+
+/// `KEY=VALUE`, split at the first `=`.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some(("", _)) => Err(format!("{text:?} has an empty key: expected KEY=VALUE")),
+        Some((key, value)) => Ok((key.to_string(), value.to_string())),
+        None => Err(format!("{text:?} has no '=': expected KEY=VALUE, e.g. source=billing")),
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -103,8 +116,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .name("xo-produce-stdin".into())
         .spawn(move || read_stdin(&reader_mailbox))?;
 
+    let headers: Vec<(&str, Option<&[u8]>)> =
+        args.headers.iter().map(|(k, v)| (k.as_str(), Some(v.as_bytes()))).collect();
     let mut run = Run {
         args: &args,
+        headers: &headers,
         sink: &sink,
         done: Tally::default(),
         txn: None,
@@ -220,6 +236,8 @@ struct OpenTxn {
 
 struct Run<'a> {
     args: &'a Args,
+    /// `--header`s, as every record carries them.
+    headers: &'a [(&'a str, Option<&'a [u8]>)],
     sink: &'a Sink,
     done: Tally,
     txn: Option<OpenTxn>,
@@ -255,7 +273,11 @@ impl Run<'_> {
 }
 
 /// The record for one line.
-fn record<'l>(args: &'l Args, line: &'l [u8]) -> ProducerRecord<'l> {
+fn record<'l>(
+    args: &'l Args,
+    headers: &'l [(&'l str, Option<&'l [u8]>)],
+    line: &'l [u8],
+) -> ProducerRecord<'l> {
     let (key, value) = match (&args.key, &args.key_separator) {
         (Some(key), _) => (Some(key.as_bytes()), line),
         (None, Some(sep)) => match find(line, sep.as_bytes()) {
@@ -267,14 +289,14 @@ fn record<'l>(args: &'l Args, line: &'l [u8]) -> ProducerRecord<'l> {
     let mut record = ProducerRecord::new(&args.topic, value);
     record.key = key;
     record.partition = args.partition;
-    record
+    record.headers(headers)
 }
 
 impl Run<'_> {
     async fn send_idempotent(&mut self, producer: &Producer, chunk: &Chunk) -> Result<(), Stop> {
-        let args = self.args;
+        let (args, headers) = (self.args, self.headers);
         let acks: Vec<_> =
-            chunk.lines.iter().map(|line| producer.send(record(args, line))).collect();
+            chunk.lines.iter().map(|line| producer.send(record(args, headers, line))).collect();
         if !chunk.lines.is_empty() {
             self.sent_up_to = chunk.first_line + chunk.lines.len() as u64 - 1;
         }
@@ -326,9 +348,9 @@ impl Run<'_> {
             let txn = self.txn.as_ref().expect("opened above");
             let room = (per_txn - txn.records).min((chunk.lines.len() - at) as u64) as usize;
             let segment = &chunk.lines[at..at + room];
-            let args = self.args;
+            let (args, headers) = (self.args, self.headers);
             let acks: Vec<_> =
-                segment.iter().map(|line| producer.send(record(args, line))).collect();
+                segment.iter().map(|line| producer.send(record(args, headers, line))).collect();
             let mut cause = None;
             let mut acked = Vec::with_capacity(acks.len());
             for ack in acks {
@@ -635,6 +657,14 @@ mod tests {
         assert_eq!(line_ranges(&[7]), "7");
         let many: Vec<u64> = (0..50).map(|i| i * 2).collect();
         assert!(line_ranges(&many).ends_with("and 30 more ranges"));
+    }
+
+    #[test]
+    fn t13_headers_split_at_the_first_equals_sign() {
+        assert_eq!(parse_header("a=b=c").unwrap(), ("a".to_string(), "b=c".to_string()));
+        assert_eq!(parse_header("empty=").unwrap(), ("empty".to_string(), String::new()));
+        assert!(parse_header("novalue").unwrap_err().contains("expected KEY=VALUE"));
+        assert!(parse_header("=v").unwrap_err().contains("empty key"));
     }
 
     #[test]
