@@ -111,6 +111,22 @@ fn t14_rebalance_breaks_only_the_keys_it_moved() {
     assert!(why[0].contains("t0/1"), "{why:?}");
 }
 
+// Proves the shape of a false positive seen in a real run (queue/kill/seed 1) passes:
+// a subscribed consumer's transaction polled t0/3 at offset 2, and its next poll
+// rejoined the group and got t0/3 back, recorded as a rebalance of that operation;
+// the next operation read t0/3 again from the beginning. The rebalance came after
+// the operation's read of t0/3, so tracking breaks after it too.
+#[test]
+fn t15_rebalance_after_the_reads_of_its_operation() {
+    let mut h = HistoryBuilder::new();
+    h.ok(0, F::Send, &[send("t0/3", 0, 1), send("t0/3", 2, 3)]);
+    h.ok(1, F::Poll, &[poll(&[("t0/3", &[(0, 1)])])]);
+    h.ok(1, F::Txn, &[poll(&[("t0/3", &[(2, 3)])]), poll(&[])]);
+    h.rebalanced(&["t0/3"]);
+    h.ok(1, F::Txn, &[poll(&[("t0/3", &[(0, 1), (2, 3)])])]);
+    assert_valid(&checked(h));
+}
+
 // Proves a failed transaction's polls end order tracking of their keys: the consumer
 // may rewind to its committed position or keep going, and neither is an anomaly.
 #[test]
