@@ -403,6 +403,20 @@ fn address_of(c: &Coordinator, tp: &TopicPartition) -> Result<String, GroupError
     }
 }
 
+/// Appends an offsets batch to its `__consumer_offsets` partition: the
+/// outcome the group's offsets apply, and the client's answer.
+async fn write_offsets(
+    groups: &Groups,
+    address: &str,
+    partition: &TopicPartition,
+    batch: bytes::Bytes,
+) -> (WriteOutcome, Result<(), GroupError>) {
+    match groups.log.append(address, &partition.topic, partition.partition, batch).await {
+        Ok(base_offset) => (WriteOutcome::Appended { base_offset }, Ok(())),
+        Err(failure) => (failure.outcome, Err(append_error(failure))),
+    }
+}
+
 /// The client's view of a failed write: fenced and unverified writes are
 /// the transaction's problem, anything else is worth a retry.
 fn append_error(failure: AppendFailure) -> GroupError {
@@ -429,11 +443,7 @@ pub async fn offset_commit(c: &Coordinator, commit: OffsetCommit) -> Result<(), 
     let batch = codec::offsets_batch(BatchMeta::plain(now as i64), &commit.group_id, &values)
         .map_err(|e| GroupError::InvalidRequest(e.to_string()))?;
     let groups = c.groups();
-    let appended = groups.log.append(&address, &partition.topic, partition.partition, batch).await;
-    let (outcome, result) = match appended {
-        Ok(base_offset) => (WriteOutcome::Appended { base_offset }, Ok(())),
-        Err(failure) => (failure.outcome, Err(append_error(failure))),
-    };
+    let (outcome, result) = write_offsets(groups, &address, &partition, batch).await;
     let mut state = groups.state.lock().unwrap();
     let group = state.groups.entry(commit.group_id.clone()).or_default();
     if group.offsets.plain_write_done(&values, outcome) == Followup::MarkStale {
@@ -477,11 +487,7 @@ pub async fn txn_offset_commit(
         group.offsets.begin_txn_write(who, transactional_id, write, values);
         state.txn_groups.entry(who).or_default().insert(commit.group_id.clone());
     }
-    let appended = groups.log.append(&address, &partition.topic, partition.partition, batch).await;
-    let (outcome, result) = match appended {
-        Ok(base_offset) => (WriteOutcome::Appended { base_offset }, Ok(())),
-        Err(failure) => (failure.outcome, Err(append_error(failure))),
-    };
+    let (outcome, result) = write_offsets(groups, &address, &partition, batch).await;
     let mut state = groups.state.lock().unwrap();
     let group = state.groups.get_mut(&commit.group_id).expect("a write in flight keeps its group");
     let followup = group.offsets.txn_write_done(who, write, outcome);
