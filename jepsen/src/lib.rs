@@ -20,6 +20,7 @@
 //! - [`liveness`]: time to recover after the heal (LSO = high watermark, txns resolved).
 //! - [`report`]: results.json and report.html with the timeline plots.
 //! - [`runner`]: one `xo-jepsen test` run, phase by phase.
+//! - [`sim`]: the deterministic simulation (turmoil, one process), `xo-jepsen simulate`.
 
 pub mod cancel;
 pub mod checker;
@@ -34,5 +35,6 @@ pub mod report;
 pub mod rng;
 pub mod runner;
 pub mod schedule;
+pub mod sim;
 pub mod topology;
 pub mod workload;

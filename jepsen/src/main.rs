@@ -11,6 +11,11 @@
 //! namespace, injects faults, checks the history and writes `history.jsonl`,
 //! `results.json` and `report.html` to DIR. Exit status: 0 valid, 1 invalid, 2 could
 //! not run, 130 interrupted.
+//!
+//! `xo-jepsen simulate [--seeds N] [--seed-from S] | --seed S [--tries N] [--keep]
+//! [--out DIR]` runs the deterministic simulation (the whole cluster in this
+//! process on turmoil, see `xo_jepsen::sim`) for many seeds, or one seed again, one
+//! line per run. Exit status: 0 when every run was valid, 1 otherwise.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -49,6 +54,33 @@ enum Command {
     },
     /// Run a cluster under faults with a workload, check the history, write a report.
     Test(TestArgs),
+    /// Run the deterministic simulation (one process, simulated network and clock)
+    /// for many seeds, or replay one seed.
+    Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SimulateArgs {
+    /// How many seeds to run, from --seed-from on.
+    #[arg(long, default_value_t = 20, conflicts_with = "seed")]
+    seeds: u64,
+    /// The first seed of a --seeds run (CI's fixed seeds are 1 to 24).
+    #[arg(long, default_value_t = 1000, conflicts_with = "seed")]
+    seed_from: u64,
+    /// Replay this one seed instead (a replay may drift from the first run: see
+    /// --tries).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// With --seed: run it up to this many times, stopping at the first invalid run.
+    #[arg(long, default_value_t = 1, requires = "seed")]
+    tries: u32,
+    /// Keep every run's history, not only the failing ones'.
+    #[arg(long)]
+    keep: bool,
+    /// Where histories (and logs, with XO_SIM_LOG=<filter>) are written
+    /// (default: $TMPDIR/xo-simulation).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -101,6 +133,14 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Simulate(args) => match simulate(args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => {
+                eprintln!("xo-jepsen simulate: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Test(args) => match test(args) {
             Ok(code) => ExitCode::from(code),
             Err(e) => {
@@ -112,6 +152,36 @@ fn main() -> ExitCode {
 }
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// Most replays of one seed (`--tries`).
+const TRIES_MAX: u32 = 1_000;
+
+fn simulate(args: SimulateArgs) -> anyhow::Result<bool> {
+    let out = args.out.unwrap_or_else(|| std::env::temp_dir().join("xo-simulation"));
+    let seeds: Vec<u64> = match args.seed {
+        Some(seed) => {
+            if !(1..=TRIES_MAX).contains(&args.tries) {
+                bail!("--tries must be 1 to {TRIES_MAX}");
+            }
+            vec![seed; args.tries as usize]
+        }
+        None => {
+            if !(1..=xo_jepsen::sim::SEEDS_MAX).contains(&args.seeds) {
+                bail!("--seeds must be 1 to {}", xo_jepsen::sim::SEEDS_MAX);
+            }
+            let end = args.seed_from.checked_add(args.seeds).context("--seed-from too large")?;
+            (args.seed_from..end).collect()
+        }
+    };
+    // A replay stops at its first invalid run; a sweep runs every seed.
+    let stop_at_failure = args.seed.is_some();
+    let summary = xo_jepsen::sim::run_seeds(seeds, &out, args.keep, stop_at_failure);
+    println!(
+        "{} runs in {:?}; worst recovery after heal {:?}; failed seeds: {:?}",
+        summary.runs, summary.real, summary.recovery_max, summary.failed
+    );
+    Ok(summary.failed.is_empty())
+}
 
 fn test(args: TestArgs) -> anyhow::Result<u8> {
     if !matches!(args.workload.as_str(), "noop" | "ping" | "append" | "queue" | "pipeline") {

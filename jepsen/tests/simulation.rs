@@ -4,24 +4,19 @@
 //! slowed links between the coordinator and the partition servers: no
 //! aborted read, no lost or duplicated committed write, every history the
 //! suite's checker can judge is valid, and every transaction resolves within
-//! the transaction timeout plus a slack after the heal. See `sim/mod.rs`.
+//! the transaction timeout plus a slack after the heal. The simulation is
+//! `xo_jepsen::sim`.
 //!
 //! Running:
 //! - `cargo test -p xo-jepsen --release --test simulation` runs the fixed
 //!   seeds of [`CI_SEEDS`] (what CI runs) and the tests that prove the
 //!   simulation can fail.
-//! - `XO_SIM_SEEDS=200 cargo test -p xo-jepsen --release --test simulation
-//!   -- --ignored --nocapture` runs seeds `XO_SIM_SEED_FROM` (default 1000)
-//!   onwards, N of them, and prints one line per seed; a failing seed's
-//!   report and history file path are printed, and `XO_SIM_SEED=<seed>`
-//!   replays one seed (`XO_SIM_KEEP=1` keeps its history even when valid,
-//!   `XO_SIM_TRIES=N` replays it up to N times, until a run fails).
-
-mod sim;
+//! - More seeds, or one seed again: `xo-jepsen simulate --seeds N
+//!   [--seed-from S]`, `xo-jepsen simulate --seed S [--tries N] [--keep]`.
 
 use std::time::{Duration, Instant};
 
-use sim::{Outcome, SimConfig};
+use xo_jepsen::sim::{self, Outcome, SimConfig};
 use xo_client::IsolationLevel;
 use xo_jepsen::checker::{self, Class};
 use xo_jepsen::history::{F, Mop, OpType};
@@ -32,35 +27,13 @@ use xo_jepsen::history::{F, Mop, OpType};
 const CI_SEEDS: [u64; 24] =
     [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24];
 const DEBUG_SEEDS: usize = 4;
-/// Seeds the runner may be asked for in one go.
-const SEEDS_MAX: u64 = 100_000;
-
-/// Writes a failed run's history next to the build, and says where.
-fn keep_history(outcome: &Outcome) -> String {
-    let dir = std::env::temp_dir().join("xo-simulation");
-    let _ = std::fs::create_dir_all(&dir);
-    let path = dir.join(format!("seed-{}.history.jsonl", outcome.seed));
-    let mut kept = match std::fs::write(&path, outcome.history.to_jsonl()) {
-        Ok(()) => format!("history: {}", path.display()),
-        Err(e) => format!("history not written to {}: {e}", path.display()),
-    };
-    if !outcome.logs.is_empty() {
-        let path = dir.join(format!("seed-{}.log", outcome.seed));
-        match std::fs::write(&path, &outcome.logs) {
-            Ok(()) => kept.push_str(&format!("\nlogs: {}", path.display())),
-            Err(e) => kept.push_str(&format!("\nlogs not written to {}: {e}", path.display())),
-        }
-    }
-    kept
-}
 
 fn assert_valid(outcome: &Outcome) {
     assert!(
         outcome.valid(),
-        "{}{}\nreplay: XO_SIM_SEED={} cargo test -p xo-jepsen --release --test simulation \
-         -- --ignored replay --nocapture",
+        "{}{}\nreplay: cargo run --release -p xo-jepsen -- simulate --seed {} --tries 20",
         outcome.report(),
-        keep_history(outcome),
+        outcome.keep(&std::env::temp_dir().join("xo-simulation")),
         outcome.seed
     );
 }
@@ -226,64 +199,4 @@ fn t21_a_lost_or_repeated_write_in_the_history_is_caught() {
     }
     let result = checker::check(&repeated).unwrap();
     assert!(result.count(Class::Duplicate) > 0, "{}", result.summary());
-}
-
-#[test]
-#[ignore = "the many-seeds runner: XO_SIM_SEEDS=N, see the file's doc"]
-fn many_seeds() {
-    let count: u64 = std::env::var("XO_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(20);
-    let from: u64 =
-        std::env::var("XO_SIM_SEED_FROM").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
-    assert!(count <= SEEDS_MAX, "at most {SEEDS_MAX} seeds per run");
-    let started = Instant::now();
-    let mut failed = Vec::new();
-    let mut recovery_max = Duration::ZERO;
-    for seed in from..from + count {
-        let outcome = sim::run(seed, &SimConfig::default());
-        if let Some(t) = outcome.liveness.as_ref().and_then(|l| l.recovered_after) {
-            recovery_max = recovery_max.max(t);
-        }
-        let s = &outcome.check.stats;
-        println!(
-            "seed {seed}: {} ({} ok, {} fail, {} info; {} fault windows; {:?} real)",
-            if outcome.valid() { "valid" } else { "INVALID" },
-            s.ok,
-            s.fail,
-            s.info,
-            s.faults.len(),
-            outcome.real
-        );
-        if !outcome.valid() {
-            println!("{}{}", outcome.report(), keep_history(&outcome));
-            failed.push(seed);
-        }
-    }
-    println!(
-        "{count} seeds in {:?}; worst recovery after heal {recovery_max:?}; failed: {failed:?}",
-        started.elapsed()
-    );
-    assert!(failed.is_empty(), "failing seeds: {failed:?}");
-}
-
-#[test]
-#[ignore = "replays XO_SIM_SEED"]
-fn replay() {
-    // A replay follows the seed's schedule and plans but may drift from the
-    // first run (see sim/mod.rs): XO_SIM_TRIES=N runs it up to N times and
-    // stops at the first invalid run.
-    const TRIES_MAX: u32 = 1_000;
-    let seed: u64 = std::env::var("XO_SIM_SEED")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .expect("XO_SIM_SEED=<seed> to replay");
-    let tries: u32 =
-        std::env::var("XO_SIM_TRIES").ok().and_then(|n| n.parse().ok()).unwrap_or(1).min(TRIES_MAX);
-    for _ in 0..tries.max(1) {
-        let outcome = sim::run(seed, &SimConfig::default());
-        println!("{}", outcome.report());
-        if std::env::var_os("XO_SIM_KEEP").is_some() {
-            println!("{}", keep_history(&outcome));
-        }
-        assert_valid(&outcome);
-    }
 }

@@ -1,7 +1,7 @@
 //! The simulation's clients: Jepsen's Kafka queue workload run through the
 //! real client library (`TransactionalProducer`, read-committed `Consumer`,
 //! `Admin`) on the simulated network, every operation recorded in the
-//! history format of [`xo_jepsen::history`] so the suite's own checker
+//! history format of [`crate::history`] so the suite's own checker
 //! judges it.
 //!
 //! Phases, all on the clients' host:
@@ -36,9 +36,9 @@ use xo_client::{
     ListTransactionsFilter, NewTopic, OffsetReset, ProducerConfig, ProducerRecord, RecordMetadata,
     TopicPartition, TransactionalProducer,
 };
-use xo_jepsen::history::{F, Key, Mop, Offset, Op, OpType, OpValue, Process, Record, Val};
-use xo_jepsen::rng::Rng;
-use xo_jepsen::workload::queue_gen::{Planned, QueueGen, QueueGenConfig};
+use crate::history::{F, Key, Mop, Offset, Op, OpType, OpValue, Process, Record, Val};
+use crate::rng::Rng;
+use crate::workload::queue_gen::{Planned, QueueGen, QueueGenConfig};
 
 use super::nodes;
 
@@ -150,8 +150,8 @@ impl Shared {
         self.ops.borrow_mut()[index as usize].error = error;
     }
 
-    pub fn take_history(&self) -> xo_jepsen::history::History {
-        xo_jepsen::history::History { ops: self.ops.take() }
+    pub fn take_history(&self) -> crate::history::History {
+        crate::history::History { ops: self.ops.take() }
     }
 
     fn note(&self, note: String) {

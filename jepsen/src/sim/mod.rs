@@ -4,7 +4,7 @@
 //! running Jepsen's queue workload, and a nemesis drawn from the seed
 //! (crashes and restarts on real data directories, partitions, held and
 //! slowed links). The history it records is judged by the suite's own
-//! checker (`xo_jepsen::checker`), and liveness after the heal by the
+//! checker (`crate::checker`), and liveness after the heal by the
 //! workload.
 //!
 //! Layout:
@@ -13,7 +13,8 @@
 //!   `xo partition-server` start it.
 //! - [`nemesis`]: the fault schedule and its application between steps.
 //! - [`workload`]: the clients, the history, liveness, final reads.
-//! - this file: one run of one seed, [`run`], and its [`Outcome`].
+//! - this file: one run of one seed, [`run`], and its [`Outcome`]; many
+//!   seeds, [`run_seeds`] (`xo-jepsen simulate`).
 //!
 //! What one seed fixes: the nemesis schedule, every worker's plan, and
 //! turmoil's randomness (message latencies, host order within a step);
@@ -26,21 +27,20 @@
 //! only under `--cfg tokio_unstable`). [`Outcome::fingerprint`] tells
 //! whether two runs were the same.
 
-#![allow(dead_code)]
-
 pub mod nemesis;
 pub mod net;
 pub mod nodes;
 pub mod workload;
 
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use xo_client::IsolationLevel;
-use xo_jepsen::checker::{self, CheckResult};
-use xo_jepsen::history::History;
-use xo_jepsen::rng::Rng;
-use xo_jepsen::workload::queue_gen::QueueGenConfig;
+use crate::checker::{self, CheckResult};
+use crate::history::History;
+use crate::rng::Rng;
+use crate::workload::queue_gen::QueueGenConfig;
 
 use nemesis::{Faults, Nemesis};
 use workload::{Liveness, Shared, WorkloadConfig};
@@ -274,6 +274,85 @@ pub fn run(seed: u64, config: &SimConfig) -> Outcome {
         simulated,
         real: started.elapsed(),
         logs: take_log(),
+    }
+}
+
+/// Seeds one [`run_seeds`] call may be asked for.
+pub const SEEDS_MAX: u64 = 100_000;
+
+/// What [`run_seeds`] found.
+#[derive(Debug, Default)]
+pub struct SeedsSummary {
+    pub runs: u64,
+    pub failed: Vec<u64>,
+    /// The longest time to recover after the heal over the valid runs.
+    pub recovery_max: Duration,
+    pub real: Duration,
+}
+
+/// Runs `seeds` one after the other with the default configuration, printing
+/// one line per seed; a failing seed's report goes to stdout and its history
+/// (and logs, when `XO_SIM_LOG` is set) to `keep_dir`. With `keep_all`, every
+/// seed's history is kept; with `stop_at_failure`, the first invalid run ends
+/// it (replaying one seed until it fails).
+pub fn run_seeds(
+    seeds: impl IntoIterator<Item = u64>,
+    keep_dir: &Path,
+    keep_all: bool,
+    stop_at_failure: bool,
+) -> SeedsSummary {
+    let started = Instant::now();
+    let mut summary = SeedsSummary::default();
+    for seed in seeds {
+        let outcome = run(seed, &SimConfig::default());
+        summary.runs += 1;
+        if let Some(t) = outcome.liveness.as_ref().and_then(|l| l.recovered_after) {
+            summary.recovery_max = summary.recovery_max.max(t);
+        }
+        let s = &outcome.check.stats;
+        println!(
+            "seed {seed}: {} ({} ok, {} fail, {} info; {} fault windows; {:?} real; history {:016x})",
+            if outcome.valid() { "valid" } else { "INVALID" },
+            s.ok,
+            s.fail,
+            s.info,
+            s.faults.len(),
+            outcome.real,
+            outcome.fingerprint()
+        );
+        if !outcome.valid() {
+            println!("{}{}", outcome.report(), outcome.keep(keep_dir));
+            summary.failed.push(seed);
+            if stop_at_failure {
+                break;
+            }
+        } else if keep_all {
+            println!("{}", outcome.keep(keep_dir));
+        }
+    }
+    summary.real = started.elapsed();
+    summary
+}
+
+impl Outcome {
+    /// Writes the run's history (and logs, if any) under `dir`, and says
+    /// where.
+    pub fn keep(&self, dir: &Path) -> String {
+        let _ = std::fs::create_dir_all(dir);
+        let file = |suffix: &str| -> PathBuf { dir.join(format!("seed-{}.{suffix}", self.seed)) };
+        let path = file("history.jsonl");
+        let mut kept = match std::fs::write(&path, self.history.to_jsonl()) {
+            Ok(()) => format!("history: {}", path.display()),
+            Err(e) => format!("history not written to {}: {e}", path.display()),
+        };
+        if !self.logs.is_empty() {
+            let path = file("log");
+            match std::fs::write(&path, &self.logs) {
+                Ok(()) => kept.push_str(&format!("\nlogs: {}", path.display())),
+                Err(e) => kept.push_str(&format!("\nlogs not written to {}: {e}", path.display())),
+            }
+        }
+        kept
     }
 }
 

@@ -23,7 +23,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use xo_jepsen::rng::Rng;
+use crate::rng::Rng;
 
 use super::nodes::{CLIENT, COORDINATOR};
 
