@@ -15,7 +15,8 @@ use xo_proto::coordinator::{
 };
 use xo_proto::{ProducerEpoch, ProducerId};
 
-use crate::partition::{PartitionError, TxnVerifier, write_atomically};
+use crate::log::segment::write_atomically;
+use crate::partition::{PartitionError, TxnVerifier};
 
 /// File in the data directory holding the server's id.
 pub const SERVER_ID_FILE: &str = "server.id";

@@ -24,7 +24,7 @@ use crate::group_commit::GroupCommit;
 use crate::log::{Log, LogConfig, ReadError, StoredBatch};
 // Re-exported for the server's other files (registry, server id) that
 // replace a file whole.
-pub use crate::log::segment::write_atomically;
+use crate::log::segment::write_atomically;
 use crate::producer_snapshot;
 use crate::producer_state::{AppendDecision, MarkerDecision, ProducerStateError, ProducerStateMap};
 use crate::txn_index::{AbortedTxn, AbortedTxnIndex};

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::config::{FsyncPolicy, PARTITIONS_PER_SERVER_MAX, ServerConfig, validate_topic_name};
-use crate::partition::{
-    CONFIG_FILE, Partition, PartitionConfig, PartitionError, TxnVerifier, write_atomically,
-};
+use crate::log::segment::write_atomically;
+use crate::partition::{CONFIG_FILE, Partition, PartitionConfig, PartitionError, TxnVerifier};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
