@@ -268,8 +268,51 @@ fn t50_a_producer_whose_runtime_shut_down_fails_at_once() {
         let took = started.elapsed();
         for e in [waited, later] {
             assert!(e.is_fatal(), "{e:?}");
-            assert!(e.to_string().contains("sender task stopped: it was cancelled"), "{e}");
+            // The sender's or the appender's: the shutdown drops both, in
+            // either order.
+            assert!(e.to_string().contains("task stopped: it was cancelled"), "{e}");
         }
         assert!(took < Duration::from_millis(500), "took {took:?}");
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn t60_a_producer_the_partitions_forgot_bumps_its_epoch_and_resends() {
+    // Proves (Kafka's KIP-360, for the idempotent producer): when the
+    // partition server has expired an idle producer's state, the batches
+    // it refuses with UNKNOWN_PRODUCER_ID do not fail: the producer bumps
+    // its epoch, restarts every partition's sequence at 0 and resends
+    // them; every record is written once, in send order.
+    let server =
+        Server::start(&["--producer-expiry-ms", "200", "--housekeeping-interval-ms", "50"]);
+    create_partitions(&server).await;
+    let producer = Producer::new(ProducerConfig::new(client_config(&server, 6))).await.unwrap();
+    let (id, epoch) = producer.producer_id().unwrap();
+    let mut acks = Acks::new();
+    let mut sent = Vec::new();
+    for round in 0..3 {
+        if round > 0 {
+            // Idle for longer than the expiry plus a housekeeping run.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+        }
+        let values: Vec<String> = (0..20).map(|i| format!("r{round}-{i:02}")).collect();
+        let pending: Vec<_> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                producer.send(ProducerRecord::new(TOPIC, v).partition(i as u32 % PARTITIONS))
+            })
+            .collect();
+        for (v, ack) in values.iter().zip(futures::future::join_all(pending).await) {
+            let meta = ack.unwrap_or_else(|e| panic!("{v}: {e}"));
+            acks.insert(v.clone(), (meta.partition, meta.offset.0));
+        }
+        sent.extend(values);
+    }
+    let (id_after, epoch_after) = producer.producer_id().unwrap();
+    assert_eq!(id_after, id, "the same producer id, at a new epoch");
+    assert!(epoch_after.0 > epoch.0, "{epoch:?} -> {epoch_after:?}");
+    producer.close().await.unwrap();
+    let records = consume(&server, sent.len()).await;
+    check_exactly_once_in_order(&records, &acks, &sent);
 }

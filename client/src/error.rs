@@ -311,6 +311,14 @@ impl ProduceFailure {
         }
     }
 
+    pub(crate) fn error(&self) -> &Error {
+        match self {
+            ProduceFailure::Retry(e)
+            | ProduceFailure::Sequence(e)
+            | ProduceFailure::Terminal(e) => e,
+        }
+    }
+
     pub(crate) fn into_error(self) -> Error {
         match self {
             ProduceFailure::Retry(e)

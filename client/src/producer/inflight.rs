@@ -23,20 +23,31 @@
 //!   answered. A sequence error on a batch that was sent while an earlier
 //!   one was unresolved is such a reordering and is retried; the same error
 //!   on a batch sent with nothing before it unresolved is real (the
-//!   partition lost our state) and is final.
+//!   partition lost our state) and is final (but see KIP-360 below).
 //!
 //! A batch that fails for good leaves a gap the partition will never fill:
 //! the tracker is then *broken* — nothing more is retried, every later
-//! batch fails, and the producer must start a new sequence (a new producer
-//! id for an idempotent producer; for a transactional one, the application
-//! aborts, which bumps the epoch). [`InFlight::reset`] starts over at
-//! sequence 0 once the tracker is empty.
+//! batch fails, and the producer must start a new sequence (a new epoch:
+//! an idempotent producer bumps its own; for a transactional one, the
+//! application aborts, which bumps it at the coordinator). [`InFlight::restart_sequence`] starts
+//! over at sequence 0 once no request is out.
+//!
+//! One final-looking refusal is not final for an idempotent,
+//! non-transactional producer (`resequence_on_lost_state`, Kafka's KIP-360):
+//! `UNKNOWN_PRODUCER_ID` on a batch sent with nothing before it unresolved,
+//! and never possibly appended before, means the partition dropped the
+//! producer's state (it was idle past the server's producer expiry) and
+//! appended none of the unresolved batches. They wait, unsent, for a new
+//! epoch; [`InFlight::restart_sequence`] then renumbers them from 0 and they
+//! are resent in order.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use xo_proto::{Offset, Sequence};
+
+use xo_proto::partition::ErrorCode as PartitionCode;
 
 use crate::error::{Error, ProduceFailure};
 
@@ -65,6 +76,9 @@ struct Slot<B> {
     /// Whether an earlier batch was unresolved when this attempt was sent,
     /// i.e. whether the server may have seen this attempt first.
     sent_behind: bool,
+    /// An attempt failed without a refusal from the partition (the answer
+    /// was lost): the batch may be in the log.
+    maybe_appended: bool,
     /// Failed attempts so far (for the backoff).
     failures: u32,
     payload: B,
@@ -76,6 +90,11 @@ pub(crate) struct InFlightConfig {
     pub retry_backoff: Duration,
     pub retry_backoff_max: Duration,
     pub delivery_timeout: Duration,
+    /// Keep the batches a partition refused because it lost the producer's
+    /// state, to resend them under a new epoch (see the module doc): the
+    /// idempotent, non-transactional producer. A transaction cannot
+    /// survive the gap and aborts instead.
+    pub resequence_on_lost_state: bool,
 }
 
 impl InFlightConfig {
@@ -97,6 +116,9 @@ pub(crate) struct InFlight<B> {
     broken: bool,
     /// Set while a transaction aborts: failures are final from now on.
     retries_stopped: bool,
+    /// The partition lost the producer's state: the refusal that said so.
+    /// The unresolved batches wait, unsent, for a new sequence.
+    lost_state: Option<Error>,
 }
 
 impl<B> InFlight<B> {
@@ -108,6 +130,7 @@ impl<B> InFlight<B> {
             recovering: false,
             broken: false,
             retries_stopped: false,
+            lost_state: None,
         }
     }
 
@@ -124,6 +147,12 @@ impl<B> InFlight<B> {
     /// A batch failed for good: the sequence has a gap.
     pub fn is_broken(&self) -> bool {
         self.broken
+    }
+
+    /// The partition lost the producer's state: what is unresolved waits
+    /// for [`InFlight::restart_sequence`] under a new epoch.
+    pub fn lost_state(&self) -> bool {
+        self.lost_state.is_some()
     }
 
     #[cfg(test)]
@@ -172,6 +201,7 @@ impl<B> InFlight<B> {
             created,
             state: SlotState::Sent,
             sent_behind,
+            maybe_appended: false,
             failures: 0,
             payload,
         });
@@ -183,7 +213,7 @@ impl<B> InFlight<B> {
     /// unresolved batch once nothing is in flight and its backoff passed.
     /// It is marked sent; send exactly the bytes it was first sent with.
     pub fn next_retry(&mut self, now: Instant) -> Option<(Sequence, &B)> {
-        if !self.recovering || self.slots.iter().any(|s| s.state == SlotState::Sent) {
+        if !self.recovering || self.lost_state.is_some() || self.has_request_out() {
             return None;
         }
         let front = self.slots.front_mut()?;
@@ -200,7 +230,7 @@ impl<B> InFlight<B> {
 
     /// When [`InFlight::next_retry`] will next have something to give.
     pub fn next_retry_at(&self) -> Option<Instant> {
-        if !self.recovering || self.slots.iter().any(|s| s.state == SlotState::Sent) {
+        if !self.recovering || self.lost_state.is_some() || self.has_request_out() {
             return None;
         }
         match self.slots.front()?.state {
@@ -232,20 +262,37 @@ impl<B> InFlight<B> {
             Ok(base_offset) => {
                 let slot = self.slots.remove(index).expect("index is in range");
                 resolve(slot.payload, Ok(base_offset));
+                if let Some(cause) = self.lost_state.take() {
+                    // Appended under the old sequence while an earlier batch
+                    // waits to be resent: resending that one now would put
+                    // it after this one. Give up on it, as without KIP-360.
+                    self.break_sequence(cause, &mut resolve);
+                }
             }
             Err(failure) => {
                 let slot = &mut self.slots[index];
                 let expired = now >= slot.created + self.config.delivery_timeout;
+                let lost_state = self.config.resequence_on_lost_state
+                    && !slot.sent_behind
+                    && !slot.maybe_appended
+                    && matches!(&failure, ProduceFailure::Sequence(e)
+                        if e.partition_code() == Some(PartitionCode::UnknownProducerId));
                 let retriable = match &failure {
                     ProduceFailure::Retry(_) => true,
-                    ProduceFailure::Sequence(_) => slot.sent_behind,
+                    ProduceFailure::Sequence(_) => slot.sent_behind || lost_state,
                     ProduceFailure::Terminal(_) => false,
                 };
+                if !matches!(failure.error(), Error::Partition { .. }) {
+                    slot.maybe_appended = true;
+                }
                 if retriable && !expired && !self.broken && !self.retries_stopped {
                     slot.failures = slot.failures.saturating_add(1);
                     slot.state =
                         SlotState::Waiting { at: now + self.config.backoff(slot.failures) };
                     self.recovering = true;
+                    if lost_state {
+                        self.lost_state.get_or_insert_with(|| failure.into_error());
+                    }
                 } else {
                     let error = match failure {
                         ProduceFailure::Retry(e) if expired => {
@@ -270,6 +317,7 @@ impl<B> InFlight<B> {
     /// counts: that batch is in the log).
     fn break_sequence(&mut self, error: Error, resolve: &mut impl FnMut(B, Result<Offset, Error>)) {
         self.broken = true;
+        self.lost_state = None;
         self.fail_waiting(error, resolve);
     }
 
@@ -310,14 +358,29 @@ impl<B> InFlight<B> {
     }
 
     /// Starts a new sequence at 0 (a new producer id or epoch). Only when
-    /// nothing is in flight: an answer for the old sequence would otherwise
-    /// be matched to a new batch.
-    pub fn reset(&mut self) {
-        assert!(self.slots.is_empty(), "reset with batches in flight");
-        self.next_sequence = Sequence(0);
-        self.recovering = false;
+    /// no request is out (an answer for the old sequence would otherwise be
+    /// matched to a new batch), and nothing is unresolved unless the
+    /// partition lost the producer's state: those batches, which it never
+    /// appended, are renumbered from 0 in order, handed to `restamp` with
+    /// their new base sequence, and resent one at a time.
+    pub fn restart_sequence(&mut self, mut restamp: impl FnMut(&mut B, Sequence)) {
+        assert!(!self.has_request_out(), "a new sequence while a request is out");
+        assert!(
+            self.slots.is_empty() || self.lost_state.is_some(),
+            "a new sequence with batches unresolved under the old one"
+        );
+        let mut next = Sequence(0);
+        for slot in &mut self.slots {
+            slot.base_sequence = next;
+            slot.sent_behind = false;
+            restamp(&mut slot.payload, next);
+            next = next.plus(slot.record_count);
+        }
+        self.next_sequence = next;
+        self.recovering = !self.slots.is_empty();
         self.broken = false;
         self.retries_stopped = false;
+        self.lost_state = None;
     }
 
     /// Every unresolved batch, oldest first.
@@ -336,6 +399,7 @@ mod tests {
             retry_backoff: Duration::from_millis(10),
             retry_backoff_max: Duration::from_millis(80),
             delivery_timeout: Duration::from_secs(60),
+            resequence_on_lost_state: false,
         }
     }
 
@@ -484,7 +548,7 @@ mod tests {
         assert_eq!(done.len(), 3);
         assert!(done.iter().all(|(_, r)| r.is_err()));
         assert!(f.is_empty());
-        f.reset();
+        f.restart_sequence(|_, _| {});
         assert!(f.can_send_new());
         assert_eq!(f.send_new(1, t0, 9), Sequence(0));
     }
@@ -511,6 +575,82 @@ mod tests {
         let late = t0 + config().delivery_timeout;
         answer(&mut f, 0, Err(transport()), late, &mut done);
         assert!(matches!(&done[..], [(0, Err(e))] if e.contains("delivery")), "{done:?}");
+    }
+
+    fn unknown_producer() -> ProduceFailure {
+        ProduceFailure::Sequence(code(ErrorCode::UnknownProducerId))
+    }
+
+    fn kip_360() -> InFlightConfig {
+        InFlightConfig { resequence_on_lost_state: true, ..config() }
+    }
+
+    /// Batch 0 acknowledged; batches 1 and 2 (seq 1, 2) sent together.
+    fn acked_then_two_out(t0: Instant, done: &mut Done) -> InFlight<u32> {
+        let mut f = InFlight::new(kip_360());
+        f.send_new(1, t0, 0);
+        answer(&mut f, 0, Ok(Offset(0)), t0, done);
+        f.send_new(1, t0, 1);
+        f.send_new(1, t0, 2);
+        f
+    }
+
+    #[test]
+    fn t20_a_partition_that_lost_the_producer_keeps_its_batches_for_a_new_sequence() {
+        // Proves: UNKNOWN_PRODUCER_ID on the head batch fails nothing; the
+        // batches wait unsent (no retry under the old sequence, nothing
+        // new), then are renumbered from 0 in order and resent one at a time.
+        let t0 = Instant::now();
+        let mut done = Vec::new();
+        let mut f = acked_then_two_out(t0, &mut done);
+        answer(&mut f, 1, Err(unknown_producer()), t0, &mut done);
+        answer(&mut f, 2, Err(unknown_producer()), t0, &mut done);
+        assert_eq!(done.len(), 1, "only the acknowledgement: {done:?}");
+        assert!(f.lost_state() && !f.can_send_new());
+        let later = t0 + Duration::from_secs(1);
+        assert!(f.next_retry(later).is_none(), "nothing goes under the old sequence");
+        let mut restamped = Vec::new();
+        f.restart_sequence(|batch, seq| restamped.push((*batch, seq.0)));
+        assert_eq!(restamped, [(1, 0), (2, 1)]);
+        assert!(!f.lost_state());
+        assert_eq!(f.next_retry(later).map(|(seq, b)| (seq.0, *b)), Some((0, 1)));
+        assert!(f.next_retry(later).is_none(), "one at a time");
+        answer(&mut f, 0, Ok(Offset(10)), later, &mut done);
+        assert_eq!(f.next_retry(later).map(|(seq, b)| (seq.0, *b)), Some((1, 2)));
+        answer(&mut f, 1, Ok(Offset(11)), later, &mut done);
+        assert_eq!(done[1..], [(1, Ok(Offset(10))), (2, Ok(Offset(11)))]);
+        assert!(f.can_send_new());
+        assert_eq!(f.send_new(1, later, 3).0, 2, "new batches follow the renumbered ones");
+    }
+
+    #[test]
+    fn t21_lost_state_is_final_where_kip_360_does_not_apply() {
+        // Proves: the old rule (final, sequence broken) still holds for a
+        // transactional producer, for a batch whose answer was lost once
+        // (it may be in the log from before the partition forgot us), and
+        // when a batch behind the refused one was appended (resending the
+        // refused one would reorder them).
+        let t0 = Instant::now();
+        let mut done = Vec::new();
+        let mut f = InFlight::new(config());
+        f.send_new(1, t0, 0);
+        answer(&mut f, 0, Err(unknown_producer()), t0, &mut done);
+        assert!(f.is_broken() && !f.lost_state(), "transactional");
+
+        let mut f = InFlight::new(kip_360());
+        f.send_new(1, t0, 1);
+        answer(&mut f, 0, Err(transport()), t0, &mut done);
+        let later = t0 + Duration::from_secs(1);
+        assert!(f.next_retry(later).is_some());
+        answer(&mut f, 0, Err(unknown_producer()), later, &mut done);
+        assert!(f.is_broken() && !f.lost_state(), "maybe appended");
+
+        let mut f = acked_then_two_out(t0, &mut done);
+        done.clear();
+        answer(&mut f, 1, Err(unknown_producer()), t0, &mut done);
+        answer(&mut f, 2, Ok(Offset(5)), t0, &mut done);
+        assert!(f.is_broken() && !f.lost_state(), "appended behind");
+        assert!(matches!(&done[..], [(2, Ok(_)), (1, Err(e))] if e.contains("UnknownProducerId")));
     }
 
     #[test]
@@ -553,7 +693,7 @@ mod tests {
         answer(&mut f, 1, Err(transport()), t0, &mut done);
         assert_eq!(done.len(), 2);
         assert!(f.is_empty());
-        f.reset();
+        f.restart_sequence(|_, _| {});
         assert!(f.can_send_new());
     }
 

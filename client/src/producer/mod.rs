@@ -164,6 +164,7 @@ impl Engine {
                 retry_backoff: config.client.retry_backoff,
                 retry_backoff_max: config.client.retry_backoff_max,
                 delivery_timeout: config.delivery_timeout,
+                resequence_on_lost_state: config.idempotence && transactional_id.is_none(),
             },
             record_bytes_max: config.record_bytes_max,
             retry_backoff: config.client.retry_backoff,

@@ -2,7 +2,7 @@
 //! I/O: which batches to send where ([`ProducerState::plan`]), what an
 //! answer means for them ([`ProducerState::on_produce_answer`]), when the
 //! transaction needs partitions added, when an idempotent producer needs a
-//! new producer id. The sender task (`sender.rs`) only carries out the
+//! new epoch. The sender task (`sender.rs`) only carries out the
 //! [`Plan`] and feeds the answers back, so the rules are tested here with
 //! fake answers.
 
@@ -206,8 +206,8 @@ pub(crate) struct ProducerState {
     pub fatal: Option<Error>,
     pub closing: bool,
     pub txn: Option<TxnState>,
-    /// An idempotent producer's sequence broke: get a new producer id once
-    /// nothing is in flight.
+    /// An idempotent producer's sequence broke, or a partition lost its
+    /// state: start over under a new epoch once nothing is in flight.
     reset_needed: bool,
     reset_in_progress: bool,
     reset_retry_at: Option<Instant>,
@@ -454,6 +454,9 @@ impl ProducerState {
     /// of a partition.
     pub fn plan(&mut self, now: Instant, address: &dyn Fn(&str, u32) -> Option<Arc<str>>) -> Plan {
         let mut plan = Plan::default();
+        let mut wake_at: Option<Instant> = None;
+        // First: a new epoch lets this very plan send again.
+        self.plan_reset(now, &mut plan, &mut wake_at);
         let linger = self.config.batch.linger;
         let delivery_timeout = self.config.in_flight.delivery_timeout;
         let idempotent = self.config.batch.idempotent;
@@ -467,7 +470,6 @@ impl ProducerState {
         let transactional = self.txn.is_some();
         let memory = self.memory.clone();
         let abortable = self.txn.is_some();
-        let mut wake_at: Option<Instant> = None;
         let mut want_refresh = Vec::new();
         // Batches per address, in partition then sequence order.
         let mut by_address: HashMap<Arc<str>, Vec<(SentBatch, Bytes)>> = HashMap::new();
@@ -608,7 +610,6 @@ impl ProducerState {
         self.refresh_wanted.extend(want_refresh);
         self.plan_refresh(now, &mut plan, &mut wake_at);
         self.plan_add_partitions(now, &mut plan, &mut wake_at);
-        self.plan_reset(now, &mut plan, &mut wake_at);
         plan.wake_at = wake_at;
         plan
     }
@@ -663,11 +664,30 @@ impl ProducerState {
         }
     }
 
+    /// An idempotent producer whose sequence broke, or whose partition
+    /// lost its state, starts every partition over at sequence 0 under a
+    /// new epoch once no request is out and nothing else is unresolved
+    /// (KIP-360). The epoch is bumped here, without asking anyone: nothing
+    /// but the partitions keeps an idempotent producer's epoch, and they
+    /// take a higher epoch from sequence 0. Only an exhausted epoch needs a
+    /// new producer id from the coordinator.
     fn plan_reset(&mut self, now: Instant, plan: &mut Plan, wake_at: &mut Option<Instant>) {
         if !self.reset_needed || self.reset_in_progress || self.fatal.is_some() {
             return;
         }
-        if !self.nothing_in_flight() {
+        let quiet = self.partitions().all(|p| {
+            !p.in_flight.has_request_out() && (p.in_flight.is_empty() || p.in_flight.lost_state())
+        });
+        if !quiet {
+            return;
+        }
+        if let Some((id, epoch)) = self.identity
+            && epoch.0 < i16::MAX
+        {
+            let next = (id, ProducerEpoch(epoch.0 + 1));
+            tracing::info!(producer_id = %id, epoch = %next.1, "producer epoch bumped");
+            self.adopt_identity(next);
+            self.reset_needed = false;
             return;
         }
         if let Some(at) = self.reset_retry_at
@@ -752,6 +772,13 @@ impl ProducerState {
             resolve(&memory, batch, result, abortable);
         });
         let broken = p.in_flight.is_broken();
+        let lost_state = p.in_flight.lost_state();
+        if lost_state && !self.reset_needed {
+            tracing::warn!(topic = %sent.topic, partition = sent.partition,
+                "the partition lost this producer's state (it was idle past the server's \
+                 producer expiry); bumping the epoch to resend");
+            self.reset_needed = true;
+        }
         if let Some(e) = fatal {
             self.set_fatal(e);
         } else if let Some(e) = failed {
@@ -761,7 +788,7 @@ impl ProducerState {
                 }
             } else if broken {
                 tracing::warn!(topic = %sent.topic, partition = sent.partition, error = %e,
-                    "sequence broken; getting a new producer id");
+                    "sequence broken; starting over under a new epoch");
                 self.reset_needed = true;
             }
         }
@@ -907,11 +934,16 @@ impl ProducerState {
     }
 
     /// Uses a new producer id / epoch: every partition starts a new
-    /// sequence at 0. Only with nothing in flight.
+    /// sequence at 0. Only with no request out, and nothing unresolved but
+    /// the batches of partitions that lost the producer's state: those are
+    /// stamped with the new identity and sequences, and resent.
     pub fn adopt_identity(&mut self, identity: (ProducerId, ProducerEpoch)) {
         self.identity = Some(identity);
+        let (id, epoch) = identity;
         for p in self.partitions_mut() {
-            p.in_flight.reset();
+            p.in_flight.restart_sequence(|batch, sequence| {
+                batch.bytes = stamp(std::mem::take(&mut batch.bytes), id, epoch, sequence);
+            });
         }
     }
 
@@ -1001,6 +1033,7 @@ mod tests {
                 retry_backoff: Duration::from_millis(10),
                 retry_backoff_max: Duration::from_millis(100),
                 delivery_timeout: Duration::from_secs(30),
+                resequence_on_lost_state: !transactional,
             },
             record_bytes_max: 1 << 20,
             retry_backoff: Duration::from_millis(10),
@@ -1230,23 +1263,63 @@ mod tests {
         assert_eq!(plan.refresh, Some(vec!["t".to_string()]));
     }
 
+    /// Every batch of `sent` refused with `code`.
+    fn refusal(sent: &[SentBatch], code: ErrorCode) -> ProduceResponse {
+        ProduceResponse {
+            results: sent
+                .iter()
+                .map(|s| ProduceResult {
+                    topic: s.topic.to_string(),
+                    partition: s.partition,
+                    error: code as i32,
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    /// (producer id, epoch, base sequence) of every batch of a call.
+    fn stamps(call: &ProduceCall) -> Vec<(i64, i16, i32)> {
+        call.request
+            .batches
+            .iter()
+            .map(|b| decode_batch(&b.batch).unwrap().header)
+            .map(|h| (h.producer_id.0, h.producer_epoch.0, h.base_sequence.0))
+            .collect()
+    }
+
     #[test]
-    fn t15_a_broken_sequence_gets_a_new_producer_id_then_restarts_at_zero() {
+    fn t15_a_broken_sequence_bumps_the_epoch_then_restarts_at_zero() {
+        // Proves: after a batch fails for good with a sequence error, the
+        // next batch goes under the next epoch from sequence 0, with no
+        // InitProducerId; only an exhausted epoch asks the coordinator for
+        // a new producer id, and nothing goes until it answers.
         let mut f = Fixture::new(false);
         let t0 = Instant::now();
         let c = f.send(0, b"x", t0);
         f.state.flush();
         let plan = f.plan(t0);
-        let answer = ProduceResponse {
-            results: vec![ProduceResult {
-                topic: "t".into(),
-                partition: 0,
-                error: ErrorCode::UnknownProducerId as i32,
-                ..Default::default()
-            }],
-        };
-        f.state.on_produce_answer(&plan.produce[0].sent, Ok(answer), t0);
+        let sent = &plan.produce[0].sent;
+        f.state.on_produce_answer(sent, Ok(refusal(sent, ErrorCode::OutOfOrderSequence)), t0);
         assert!(c.get().unwrap().is_err());
+        let next = f.send(1, b"y", t0);
+        f.state.flush();
+        let plan = f.plan(t0);
+        assert!(!plan.init_producer_id);
+        assert_eq!(stamps(&plan.produce[0]), [(7, 3, 0)]);
+        f.state.on_produce_answer(
+            &plan.produce[0].sent,
+            Ok(ok_answer(&plan.produce[0].sent, 4)),
+            t0,
+        );
+        assert!(next.get().unwrap().is_ok());
+
+        f.state.identity = Some((ProducerId(7), ProducerEpoch(i16::MAX)));
+        f.send(0, b"x", t0);
+        f.state.flush();
+        let plan = f.plan(t0);
+        let sent = &plan.produce[0].sent;
+        f.state.on_produce_answer(sent, Ok(refusal(sent, ErrorCode::OutOfOrderSequence)), t0);
         let next = f.send(1, b"y", t0);
         f.state.flush();
         let plan = f.plan(t0);
@@ -1254,9 +1327,59 @@ mod tests {
         assert!(plan.produce.is_empty(), "nothing is sent under the old id");
         f.state.on_reset_answer(Ok((ProducerId(8), ProducerEpoch(0))), t0);
         let plan = f.plan(t0);
-        let h = decode_batch(&plan.produce[0].request.batches[0].batch).unwrap().header;
-        assert_eq!((h.producer_id, h.base_sequence), (ProducerId(8), Sequence(0)));
+        assert_eq!(stamps(&plan.produce[0]), [(8, 0, 0)]);
         assert!(next.get().is_none());
+    }
+
+    #[test]
+    fn t25_batches_a_partition_refused_for_lost_state_go_again_under_a_new_epoch() {
+        // Proves (KIP-360): UNKNOWN_PRODUCER_ID on the head batch (the
+        // partition expired the producer) fails no record: the refused
+        // batches go again, in order, one at a time, stamped with the next
+        // epoch from sequence 0, then newer batches follow; the records get
+        // the offsets of the resends.
+        let mut f = Fixture::new(false);
+        let t0 = Instant::now();
+        let value = [0u8; 600]; // one record per batch
+        f.send(0, &value, t0);
+        f.state.flush();
+        let plan = f.plan(t0);
+        f.state.on_produce_answer(
+            &plan.produce[0].sent,
+            Ok(ok_answer(&plan.produce[0].sent, 0)),
+            t0,
+        );
+        let refused = [f.send(0, &value, t0), f.send(0, &value, t0)];
+        f.state.flush();
+        let plan = f.plan(t0);
+        assert_eq!(stamps(&plan.produce[0]), [(7, 2, 1), (7, 2, 2)]);
+        let sent = &plan.produce[0].sent;
+        f.state.on_produce_answer(sent, Ok(refusal(sent, ErrorCode::UnknownProducerId)), t0);
+        assert!(refused.iter().all(|c| c.get().is_none()), "no record failed");
+        let newer = f.send(0, &value, t0);
+        f.state.flush();
+        let mut now = t0;
+        let mut offsets = Vec::new();
+        for expected in [(7, 3, 0), (7, 3, 1), (7, 3, 2)] {
+            now += Duration::from_secs(1);
+            let plan = f.plan(now);
+            assert!(!plan.init_producer_id);
+            assert_eq!(plan.produce.len(), 1);
+            assert_eq!(stamps(&plan.produce[0]), [expected], "one at a time, in order");
+            let offset = 10 + offsets.len() as i64;
+            offsets.push(offset);
+            f.state.on_produce_answer(
+                &plan.produce[0].sent,
+                Ok(ok_answer(&plan.produce[0].sent, offset)),
+                now,
+            );
+        }
+        let got: Vec<i64> = [&refused[0], &refused[1], &newer]
+            .iter()
+            .map(|c| c.get().unwrap().as_ref().unwrap().0)
+            .collect();
+        assert_eq!(got, offsets);
+        assert_eq!(f.state.identity, Some((ProducerId(7), ProducerEpoch(3))));
     }
 
     #[test]
