@@ -45,8 +45,9 @@ pub(crate) async fn supervise(
     // `stopped` only fails things, and the producer is unusable after it.
     let outcome = AssertUnwindSafe(body).catch_unwind().await;
     watch.armed = false;
+    let closing = engine.state.lock().unwrap_or_else(PoisonError::into_inner).closing;
     match outcome {
-        Ok(()) if engine.state.lock().unwrap_or_else(PoisonError::into_inner).closing => {}
+        Ok(()) if closing => {}
         Ok(()) => stopped(&engine, task, "it returned while the producer was open".into()),
         Err(panic) => stopped(&engine, task, format!("it panicked: {}", panic_message(&*panic))),
     }
