@@ -344,6 +344,11 @@ fn t10_readme_usage_round_trip() {
             _ => Value::Null,
         };
         assert_eq!(r["key"], expected_key, "{r}");
+        let expected_headers = match expected_key {
+            Value::Null => serde_json::json!([{"key": "source", "value": "readme"}]),
+            _ => serde_json::json!([]),
+        };
+        assert_eq!(r["headers"], expected_headers, "{r}");
     }
 
     // The group's first run prints every record and commits; the second,
