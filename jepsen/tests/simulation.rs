@@ -16,10 +16,10 @@
 
 use std::time::{Duration, Instant};
 
-use xo_jepsen::sim::{self, Outcome, SimConfig};
 use xo_client::IsolationLevel;
 use xo_jepsen::checker::{self, Class};
 use xo_jepsen::history::{F, Mop, OpType};
+use xo_jepsen::sim::{self, Outcome, SimConfig};
 
 /// The seeds CI runs (`cargo test --release`), each with every fault kind:
 /// about 0.6 s each in release. A debug build, five times slower, runs the

@@ -36,11 +36,11 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use xo_client::IsolationLevel;
 use crate::checker::{self, CheckResult};
 use crate::history::History;
 use crate::rng::Rng;
 use crate::workload::queue_gen::QueueGenConfig;
+use xo_client::IsolationLevel;
 
 use nemesis::{Faults, Nemesis};
 use workload::{Liveness, Shared, WorkloadConfig};

@@ -30,15 +30,15 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::history::{F, Key, Mop, Offset, Op, OpType, OpValue, Process, Record, Val};
+use crate::rng::Rng;
+use crate::workload::queue_gen::{Planned, QueueGen, QueueGenConfig};
 use serde_json::Value as Json;
 use xo_client::{
     Admin, ClientConfig, Consumer, ConsumerConfig, ConsumerRecord, IsolationLevel,
     ListTransactionsFilter, NewTopic, OffsetReset, ProducerConfig, ProducerRecord, RecordMetadata,
     TopicPartition, TransactionalProducer,
 };
-use crate::history::{F, Key, Mop, Offset, Op, OpType, OpValue, Process, Record, Val};
-use crate::rng::Rng;
-use crate::workload::queue_gen::{Planned, QueueGen, QueueGenConfig};
 
 use super::nodes;
 
