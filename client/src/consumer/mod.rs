@@ -646,11 +646,22 @@ impl Consumer {
                         | pb::ErrorCode::RebalanceInProgress
                 )
             )
-            && let Some(m) = &self.membership
         {
-            m.request_rejoin();
+            self.enforce_rebalance();
         }
         result
+    }
+
+    /// Makes this member rejoin its group at the next `poll` (revoking its
+    /// partitions first), as Kafka's `enforceRebalance` does. For a caller
+    /// that learnt its generation is over other than through this consumer:
+    /// above all `send_offsets_to_transaction` refused with
+    /// ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID, which otherwise the member
+    /// only finds out from its next heartbeat. Does nothing outside a group.
+    pub fn enforce_rebalance(&self) {
+        if let Some(m) = &self.membership {
+            m.request_rejoin();
+        }
     }
 
     /// ListOffsets for one partition, retried.

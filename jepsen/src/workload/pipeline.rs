@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use xo_client::{Consumer, ProducerRecord, Rebalance, TopicPartition, TransactionalProducer};
+use xo_proto::coordinator::ErrorCode as CoordinatorCode;
 
 use super::queue::{
     OP_TIMEOUT, TxnEnd, abort, commit, consumer_config, create_topics, final_reads_of, key_of,
@@ -298,7 +299,22 @@ async fn transform(
         Err(e) if e.is_fatal() => {
             return (OpType::Info, mops.to_vec(), Some(format!("send offsets: {e}")), false);
         }
-        Err(e) => abort(&w.producer, Some(format!("send offsets: {e}"))).await,
+        Err(e) => {
+            // The group has moved on without this member: rejoin at the next
+            // poll instead of failing transforms until the next heartbeat
+            // tells the consumer so.
+            let refusal = match &e {
+                xo_client::Error::TransactionAbortable { cause } => cause.coordinator_code(),
+                e => e.coordinator_code(),
+            };
+            if matches!(
+                refusal,
+                Some(CoordinatorCode::IllegalGeneration | CoordinatorCode::UnknownMemberId)
+            ) {
+                w.consumer.enforce_rebalance();
+            }
+            abort(&w.producer, Some(format!("send offsets: {e}"))).await
+        }
     };
     match end {
         TxnEnd::Committed => {
