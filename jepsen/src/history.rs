@@ -361,6 +361,29 @@ pub struct Op {
 }
 
 impl Op {
+    /// An operation with only the common fields set: no seek to the
+    /// beginning, no rebalance, no error.
+    pub fn new(
+        index: u64,
+        time_ns: u64,
+        process: Process,
+        kind: OpType,
+        f: F,
+        value: OpValue,
+    ) -> Op {
+        Op {
+            index,
+            time_ns,
+            process,
+            kind,
+            f,
+            value,
+            seek_to_beginning: false,
+            rebalance: Vec::new(),
+            error: None,
+        }
+    }
+
     /// The micro-operations, or nothing for an operation that has none.
     pub fn mops(&self) -> &[Mop] {
         match &self.value {
@@ -692,17 +715,7 @@ impl HistoryBuilder {
     fn push(&mut self, process: Process, kind: OpType, f: F, value: OpValue) -> u64 {
         let index = self.ops.len() as u64;
         self.time_ns += 1_000_000;
-        self.ops.push(Op {
-            index,
-            time_ns: self.time_ns,
-            process,
-            kind,
-            f,
-            value,
-            seek_to_beginning: false,
-            rebalance: Vec::new(),
-            error: None,
-        });
+        self.ops.push(Op::new(index, self.time_ns, process, kind, f, value));
         index
     }
 

@@ -157,17 +157,7 @@ impl Recorder {
 
     /// Records a record with only the common fields set.
     pub fn record(&self, process: Process, kind: OpType, f: F, value: OpValue) -> u64 {
-        self.push(Op {
-            index: 0,
-            time_ns: 0,
-            process,
-            kind,
-            f,
-            value,
-            seek_to_beginning: false,
-            rebalance: Vec::new(),
-            error: None,
-        })
+        self.push(Op::new(0, 0, process, kind, f, value))
     }
 
     /// Invokes a client operation; complete it with [`Invocation::finish`].

@@ -123,17 +123,7 @@ impl Shared {
         if let Some(last) = ops.last() {
             assert!(last.time_ns <= time_ns, "history time went back");
         }
-        ops.push(Op {
-            index,
-            time_ns,
-            process,
-            kind,
-            f,
-            value,
-            seek_to_beginning: false,
-            rebalance: Vec::new(),
-            error: None,
-        });
+        ops.push(Op::new(index, time_ns, process, kind, f, value));
         index
     }
 
