@@ -151,6 +151,23 @@ impl Error {
         }
     }
 
+    /// The group has moved on without this consumer: the coordinator
+    /// refused its generation or member id (ILLEGAL_GENERATION /
+    /// UNKNOWN_MEMBER_ID), directly or as the cause of an abortable
+    /// transaction error — typically `send_offsets_to_transaction` after a
+    /// rebalance. Abort, then `Consumer::enforce_rebalance` so the consumer
+    /// rejoins at its next poll instead of after its next heartbeat.
+    pub fn is_stale_group_member(&self) -> bool {
+        match self {
+            Error::Coordinator { code, .. } => matches!(
+                code,
+                CoordinatorCode::IllegalGeneration | CoordinatorCode::UnknownMemberId
+            ),
+            Error::TransactionAbortable { cause } => cause.is_stale_group_member(),
+            _ => false,
+        }
+    }
+
     /// The coordinator error code, if the coordinator refused the request.
     pub fn coordinator_code(&self) -> Option<CoordinatorCode> {
         match self {
@@ -355,6 +372,23 @@ mod tests {
             assert_eq!(coordinator(code).class(), ErrorClass::Abortable, "{code:?}");
         }
         assert_eq!(coordinator(TopicAlreadyExists).class(), ErrorClass::Invalid);
+    }
+
+    #[test]
+    fn t12_a_stale_group_member_is_recognised_through_the_abortable_wrapper() {
+        // Proves: ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID say "rejoin", bare
+        // or as the cause of an abortable transaction error (the shape
+        // send_offsets_to_transaction returns), and nothing else does.
+        use CoordinatorCode::*;
+        let wrapped = |e: Error| Error::TransactionAbortable { cause: Box::new(e) };
+        for code in [IllegalGeneration, UnknownMemberId] {
+            assert!(coordinator(code).is_stale_group_member(), "{code:?}");
+            assert!(wrapped(coordinator(code)).is_stale_group_member(), "{code:?}");
+        }
+        for code in [RebalanceInProgress, ProducerFenced, CoordinatorNotAvailable] {
+            assert!(!wrapped(coordinator(code)).is_stale_group_member(), "{code:?}");
+        }
+        assert!(!Error::TransactionAborted.is_stale_group_member());
     }
 
     #[test]

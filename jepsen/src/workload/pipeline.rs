@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use xo_client::{Consumer, ProducerRecord, Rebalance, TopicPartition, TransactionalProducer};
-use xo_proto::coordinator::ErrorCode as CoordinatorCode;
 
 use super::queue::{
     OP_TIMEOUT, TxnEnd, abort, commit, consumer_config, create_topics, final_reads_of, key_of,
@@ -303,14 +302,7 @@ async fn transform(
             // The group has moved on without this member: rejoin at the next
             // poll instead of failing transforms until the next heartbeat
             // tells the consumer so.
-            let refusal = match &e {
-                xo_client::Error::TransactionAbortable { cause } => cause.coordinator_code(),
-                e => e.coordinator_code(),
-            };
-            if matches!(
-                refusal,
-                Some(CoordinatorCode::IllegalGeneration | CoordinatorCode::UnknownMemberId)
-            ) {
+            if e.is_stale_group_member() {
                 w.consumer.enforce_rebalance();
             }
             abort(&w.producer, Some(format!("send offsets: {e}"))).await
