@@ -107,15 +107,40 @@ fn pipeline_worker() {
     tokio::runtime::Runtime::new().unwrap().block_on(run_worker(&bootstrap));
 }
 
-fn spawn_worker(bootstrap: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
+/// A worker process, killed (SIGKILL) and reaped when dropped: at the
+/// test's own kills, and when an assertion fails mid-test — an orphaned
+/// worker would otherwise outlive the test and hold its output pipe open.
+struct Worker(Child);
+
+impl Worker {
+    fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+        // Drop kills and waits again: both are no-ops on a reaped child.
+    }
+
+    fn is_running(&mut self) -> bool {
+        self.0.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_worker(bootstrap: &str) -> Worker {
+    let child = Command::new(std::env::current_exe().unwrap())
         .args(["--ignored", "--exact", "pipeline_worker", "--nocapture"])
         .env(BOOTSTRAP_ENV, bootstrap)
         .env("RUST_LOG", "error")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
-        .expect("spawn pipeline worker")
+        .expect("spawn pipeline worker");
+    Worker(child)
 }
 
 /// Every record of `topic`, read_committed from the beginning up to the LSO.
@@ -179,10 +204,9 @@ async fn pipeline_survives_kill_9() {
 
     // Kill the worker at varying points of its work, then let one finish.
     for kill in 0..WORKER_KILLS {
-        let mut worker = spawn_worker(&bootstrap);
+        let worker = spawn_worker(&bootstrap);
         tokio::time::sleep(Duration::from_millis(500 + 250 * kill as u64)).await;
-        worker.kill().unwrap();
-        worker.wait().unwrap();
+        worker.kill();
     }
     let input: Vec<TopicPartition> =
         (0..INPUT_PARTITIONS).map(|p| TopicPartition::new(INPUT, p)).collect();
@@ -209,7 +233,7 @@ async fn pipeline_survives_kill_9() {
     let mut worker = spawn_worker(&bootstrap);
     let deadline = Instant::now() + DRAIN_WAIT_MAX;
     loop {
-        assert!(worker.try_wait().unwrap().is_none(), "the last worker died");
+        assert!(worker.is_running(), "the last worker died");
         if let Ok(committed) = group_view.committed(&input).await
             && input.iter().all(|tp| committed.get(tp).copied().flatten() == Some(input_ends[tp]))
         {
@@ -221,8 +245,7 @@ async fn pipeline_survives_kill_9() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    worker.kill().unwrap();
-    worker.wait().unwrap();
+    worker.kill();
 
     // Exactly once: each input value in exactly one output record, in its topic.
     let mut seen: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
