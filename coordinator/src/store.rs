@@ -19,7 +19,7 @@
 //! Records are stored as JSON (serde), each checked right before it is
 //! written and right after it is read back.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,9 +69,12 @@ pub enum StoreError {
 struct SledFiles {
     db_file: std::fs::File,
     blobs_dir: PathBuf,
-    /// Blob files already fsync'd (sled names them by log sequence number
-    /// and never rewrites one).
-    synced_blobs: Mutex<HashSet<OsString>>,
+    /// Blob files already fsync'd, with the length they had then. sled
+    /// names a blob by log sequence number, writes it once and never
+    /// rewrites it; one seen while still being written (another writer's,
+    /// whose own flush comes later) has grown by the next sync and is
+    /// synced again.
+    synced_blobs: Mutex<HashMap<OsString, u64>>,
 }
 
 impl SledFiles {
@@ -82,21 +85,33 @@ impl SledFiles {
         let blobs_dir = dir.join("blobs");
         sync_dir(dir)?;
         sync_dir(&blobs_dir)?;
-        Ok(SledFiles { db_file, blobs_dir, synced_blobs: Mutex::new(HashSet::new()) })
+        Ok(SledFiles { db_file, blobs_dir, synced_blobs: Mutex::new(HashMap::new()) })
     }
 
     /// Called right after a sled flush returned.
     fn sync(&self) -> std::io::Result<()> {
         let mut synced = self.synced_blobs.lock().expect("blob set poisoned");
-        let mut present = HashSet::new();
+        let mut present = HashMap::new();
         let mut new_blobs = false;
         for entry in std::fs::read_dir(&self.blobs_dir)? {
-            let name = entry?.file_name();
-            if !synced.contains(&name) {
-                std::fs::File::open(self.blobs_dir.join(&name))?.sync_all()?;
+            let entry = entry?;
+            let name = entry.file_name();
+            // The length before the fsync: the fsync covers at least that.
+            let len = match entry.metadata() {
+                Ok(meta) => meta.len(),
+                // Collected by sled since the listing: nothing to make durable.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if synced.get(&name) != Some(&len) {
+                match std::fs::File::open(entry.path()) {
+                    Ok(file) => file.sync_all()?,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
                 new_blobs = true;
             }
-            present.insert(name);
+            present.insert(name, len);
         }
         if new_blobs {
             sync_dir(&self.blobs_dir)?;
@@ -430,7 +445,7 @@ fn fixed<const N: usize>(bytes: &[u8], key: &[u8]) -> Result<[u8; N], StoreError
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeSet, HashSet};
 
     use xo_proto::ProducerEpoch;
 
@@ -514,6 +529,7 @@ mod tests {
                 .collect();
             assert!(!blobs.is_empty(), "the record should have been stored as a blob");
             let synced = store.files.synced_blobs.lock().unwrap();
+            let synced: HashSet<OsString> = synced.keys().cloned().collect();
             assert!(blobs.is_subset(&synced), "blobs {blobs:?} not all synced: {synced:?}");
         }
         let store = reopen(dir.path()).await;
