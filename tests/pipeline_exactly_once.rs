@@ -68,9 +68,6 @@ async fn run_worker(bootstrap: &str) {
             assert!(!e.is_fatal(), "worker fenced or broken: {e}");
             producer.abort_transaction().await.unwrap();
             consumer.seek_to_committed();
-            if e.is_stale_group_member() {
-                consumer.enforce_rebalance();
-            }
         }
         tokio::time::sleep(TXN_PAUSE).await;
     }

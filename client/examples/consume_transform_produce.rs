@@ -66,10 +66,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 eprintln!("aborting: {e}");
                 producer.abort_transaction().await?;
                 consumer.seek_to_committed();
-                if e.is_stale_group_member() {
-                    // A rebalance took our partitions: rejoin now.
-                    consumer.enforce_rebalance();
-                }
             }
             // Fatal (e.g. fenced: a newer instance took our transactional
             // id) or a retriable error that outlasted its deadline: stop;

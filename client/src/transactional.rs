@@ -273,6 +273,12 @@ impl TransactionalProducer {
                 Error::from_coordinator(r.error, r.error_message).map_or(Ok(()), Err)
             })
             .await;
+        if let Err(e) = &commit
+            && e.is_stale_group_member()
+        {
+            // Rejoin at the consumer's next poll, not after its next heartbeat.
+            group.request_rejoin();
+        }
         commit.map_err(|e| self.fail_txn(e))
     }
 

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use xo_proto::Offset;
 
+use crate::consumer::group::MemberSignal;
+
 /// One partition of one topic.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {
@@ -39,6 +41,10 @@ pub struct RecordMetadata {
 /// [`crate::TransactionalProducer::send_offsets_to_transaction`] so the
 /// coordinator can refuse offsets from a consumer that is no longer in the
 /// generation that owns the partitions (KIP-447 zombie fencing).
+///
+/// When the coordinator refuses the offsets because the group has moved on
+/// (ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID), the consumer the metadata came
+/// from is told to rejoin at its next poll, as its own `commit` does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsumerGroupMetadata {
     pub group_id: String,
@@ -46,6 +52,7 @@ pub struct ConsumerGroupMetadata {
     pub member_id: String,
     /// -1 for a consumer that assigned its partitions itself.
     pub generation_id: i32,
+    pub(crate) member: MemberLink,
 }
 
 impl ConsumerGroupMetadata {
@@ -56,6 +63,34 @@ impl ConsumerGroupMetadata {
             group_id: group_id.to_string(),
             member_id: String::new(),
             generation_id: -1,
+            member: MemberLink::default(),
+        }
+    }
+
+    /// The group has moved on without this member: make its consumer
+    /// rejoin at its next poll (nothing for unmanaged metadata).
+    pub(crate) fn request_rejoin(&self) {
+        if let Some(signal) = &self.member.0 {
+            signal.request_rejoin();
         }
     }
 }
+
+/// The consumer a [`ConsumerGroupMetadata`] came from, to tell it to
+/// rejoin. Not part of the identity: any two links compare equal.
+#[derive(Clone, Default)]
+pub(crate) struct MemberLink(pub(crate) Option<Arc<MemberSignal>>);
+
+impl fmt::Debug for MemberLink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() { "MemberLink(consumer)" } else { "MemberLink(none)" })
+    }
+}
+
+impl PartialEq for MemberLink {
+    fn eq(&self, _: &MemberLink) -> bool {
+        true
+    }
+}
+
+impl Eq for MemberLink {}

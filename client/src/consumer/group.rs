@@ -40,6 +40,11 @@ impl MemberSignal {
         self.state.fetch_max(state, Ordering::AcqRel);
         self.changed.notify_waiters();
     }
+
+    /// The member must rejoin (someone learnt its generation is over).
+    pub(crate) fn request_rejoin(&self) {
+        self.set(MEMBER_REJOIN);
+    }
 }
 
 /// The consumer's membership in its group.
@@ -84,7 +89,7 @@ impl Membership {
     /// Marks the member as having to rejoin (a commit learnt that the
     /// generation is over).
     pub fn request_rejoin(&self) {
-        self.signal.set(MEMBER_REJOIN);
+        self.signal.request_rejoin();
     }
 
     /// Stops heartbeating; the generation is over for us.
@@ -247,5 +252,29 @@ impl Membership {
         }
         self.member_id.clear();
         self.generation_id = -1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{ConsumerGroupMetadata, MemberLink};
+
+    #[test]
+    fn t10_a_refusal_seen_through_group_metadata_makes_the_member_rejoin() {
+        // Proves: the metadata a consumer hands to send_offsets_to_transaction
+        // reaches that consumer's member: a rejoin requested through it is
+        // seen by the next poll; unmanaged metadata requests nothing.
+        let membership = Membership::new("g", vec!["t".into()]);
+        membership.signal.state.store(MEMBER_OK, Ordering::Release);
+        assert!(!membership.needs_rejoin());
+        ConsumerGroupMetadata::unmanaged("g").request_rejoin();
+        assert!(!membership.needs_rejoin());
+        let metadata = ConsumerGroupMetadata {
+            member: MemberLink(Some(membership.signal.clone())),
+            ..ConsumerGroupMetadata::unmanaged("g")
+        };
+        metadata.request_rejoin();
+        assert!(membership.needs_rejoin());
     }
 }

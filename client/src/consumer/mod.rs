@@ -28,7 +28,7 @@ use self::group::Membership;
 use crate::cluster::Cluster;
 use crate::config::{ConsumerConfig, IsolationLevel, OffsetReset};
 use crate::error::{Error, Result};
-use crate::types::{ConsumerGroupMetadata, TopicPartition};
+use crate::types::{ConsumerGroupMetadata, MemberLink, TopicPartition};
 
 /// A change of the consumer's partitions, given to the rebalance listener
 /// inside `poll` (revocation before the member rejoins, assignment after).
@@ -521,6 +521,7 @@ impl Consumer {
                 group_id: m.group_id.clone(),
                 member_id: m.member_id.clone(),
                 generation_id: m.generation_id,
+                member: MemberLink(Some(m.signal.clone())),
             },
             None => ConsumerGroupMetadata::unmanaged(self.config.group_id.as_deref().unwrap_or("")),
         }
@@ -653,11 +654,11 @@ impl Consumer {
     }
 
     /// Makes this member rejoin its group at the next `poll` (revoking its
-    /// partitions first), as Kafka's `enforceRebalance` does. For a caller
-    /// that learnt its generation is over other than through this consumer:
-    /// above all `send_offsets_to_transaction` refused with
-    /// ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID, which otherwise the member
-    /// only finds out from its next heartbeat. Does nothing outside a group.
+    /// partitions first), as Kafka's `enforceRebalance` does. A refused
+    /// `commit` and a `send_offsets_to_transaction` refused with
+    /// ILLEGAL_GENERATION or UNKNOWN_MEMBER_ID do this already; this is for
+    /// a caller that learnt otherwise that the member should rejoin. Does
+    /// nothing outside a group.
     pub fn enforce_rebalance(&self) {
         if let Some(m) = &self.membership {
             m.request_rejoin();

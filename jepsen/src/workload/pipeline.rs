@@ -298,15 +298,7 @@ async fn transform(
         Err(e) if e.is_fatal() => {
             return (OpType::Info, mops.to_vec(), Some(format!("send offsets: {e}")), false);
         }
-        Err(e) => {
-            // The group has moved on without this member: rejoin at the next
-            // poll instead of failing transforms until the next heartbeat
-            // tells the consumer so.
-            if e.is_stale_group_member() {
-                w.consumer.enforce_rebalance();
-            }
-            abort(&w.producer, Some(format!("send offsets: {e}"))).await
-        }
+        Err(e) => abort(&w.producer, Some(format!("send offsets: {e}"))).await,
     };
     match end {
         TxnEnd::Committed => {
